@@ -1,0 +1,73 @@
+# The two commands a new user needs: `make run` and `make test`. Both set everything up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+RAG := $(VENV)/bin/rag
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup index run serve test test-fast lint fmt typecheck eval bench train-reader browser-deps clean
+
+help:
+	@echo "make run    set up, build the index from corpus/, serve on http://127.0.0.1:8000"
+	@echo "make test   set up, lint, type-check, run every test and the evaluation gate"
+	@echo "other: setup index serve lint fmt eval bench train-reader clean"
+
+# torch is installed first, pinned: the CPU wheel lies on this machine's disk, while a
+# bare "torch" requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+index: setup
+	$(RAG) index
+
+run: index
+	$(RAG) serve
+
+serve: setup
+	$(RAG) serve
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy rag
+
+fmt: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Debian's Chromium and axe-core for the widget's browser tests (never a downloaded browser).
+browser-deps:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+	@test -d tests/browser/node_modules/axe-core || (cd tests/browser && npm ci --no-audit --no-fund --silent)
+
+test: setup browser-deps lint typecheck
+	$(VENV)/bin/pytest
+	$(RAG) eval --set eval/test.jsonl --gate eval/thresholds.toml --report reports/eval-test
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow and not browser"
+
+eval: setup
+	$(RAG) eval --set eval/dev.jsonl --set eval/test.jsonl --report reports/eval
+
+bench: setup
+	$(PY) bench/index_build.py
+	$(PY) bench/ask_latency.py
+
+train-reader: setup
+	$(PY) -m rag.train --out models/reader
+
+clean:
+	rm -rf index reports .pytest_cache .mypy_cache .ruff_cache
