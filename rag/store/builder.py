@@ -1,0 +1,418 @@
+"""Build or update an index from a folder of documents: incremental, atomic, locked.
+
+Unchanged files (same path, same sha256) reuse their document, chunks, annotations
+and vectors from the live index; chunk text that was embedded before is never embedded
+again. The new version is written to a temporary folder and published with an atomic
+link swap (``layout.publish``), so a crash or a kill leaves the previous index intact.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from rag.annotate import Annotator
+from rag.chunking import Chunker, ChunkerSettings, text_hash
+from rag.config import Settings
+from rag.embedding import SentenceTransformerEmbedder
+from rag.errors import DocumentLoadError, RagError
+from rag.ingest import discover, document_id, load_document
+from rag.lexical import terms
+from rag.store.files import sha256_bytes, sha256_file, write_jsonl
+from rag.store.index import (
+    ANNOTATIONS,
+    CHUNKS,
+    DENSE,
+    DOCUMENTS,
+    LEXICAL,
+    SENTENCE_VECTORS,
+    VECTORS,
+    IndexData,
+    read_data,
+)
+from rag.store.layout import current_version, new_version_dir, publish, remove_stale
+from rag.store.manifest import FORMAT_VERSION, Manifest, SourceFile, read_manifest, verify_files
+from rag.types import Annotations, Chunk, Document
+
+log = logging.getLogger(__name__)
+
+#: Bump when loading, cleaning or metadata extraction changes what a file becomes:
+#: every document is then processed again even if its file did not change.
+INGEST_VERSION = 1
+
+#: Per-file steps show a progress bar only for corpora large enough to take a while.
+_BAR_MIN_FILES = 200
+
+
+class BuildLockedError(RagError):
+    code = "index_locked"
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """What a build did; printed as the final summary."""
+
+    path: Path
+    documents: int = 0
+    chunks: int = 0
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    embedded: int = 0
+    embedded_sentences: int = 0
+    seconds: float = 0.0
+    up_to_date: bool = False
+    full_rebuild_reason: str | None = None
+
+    def summary(self) -> str:
+        state = "index up to date" if self.up_to_date else f"index written to {self.path}"
+        return (
+            f"{state}: {self.documents} documents, {self.chunks} chunks | new {len(self.new)}, "
+            f"changed {len(self.changed)}, removed {len(self.removed)}, unchanged "
+            f"{len(self.unchanged)}, skipped {len(self.skipped)} | embedded {self.embedded} "
+            f"chunks, {self.embedded_sentences} sentences | {self.seconds:.1f} s"
+        )
+
+
+@dataclass(slots=True)
+class _Previous:
+    """The live index, as far as it can be reused."""
+
+    manifest: Manifest
+    data: IndexData
+    by_path: dict[str, Document]
+
+
+@contextmanager
+def _lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildLockedError(f"another build of {index_dir} is running") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class IndexBuilder:
+    """Turns a corpus folder into an index folder."""
+
+    def __init__(
+        self,
+        *,
+        embedder: SentenceTransformerEmbedder,
+        annotator: Annotator,
+        chunker_settings: ChunkerSettings,
+        max_file_bytes: int,
+        batch_size: int = 64,
+    ) -> None:
+        self.embedder = embedder
+        self.annotator = annotator
+        self.chunker_settings = chunker_settings
+        self.max_file_bytes = max_file_bytes
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IndexBuilder:
+        return cls(
+            embedder=SentenceTransformerEmbedder(settings.embedding_model),
+            annotator=Annotator(settings.spacy_model),
+            chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
+            max_file_bytes=settings.max_file_bytes,
+            batch_size=settings.embed_batch_size,
+        )
+
+    def settings_fingerprint(self) -> dict[str, object]:
+        """What must match for a previous index's parts to be reused."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "embedding_model": self.embedder.model_id,
+            "chunker": self.chunker_settings.to_dict(),
+            "annotator": self.annotator.model_name,
+            "ingest_version": INGEST_VERSION,
+        }
+
+    def build(
+        self, corpus_dir: Path, index_dir: Path, *, progress: bool = False, force: bool = False
+    ) -> BuildReport:
+        started = time.perf_counter()
+        if not corpus_dir.is_dir():
+            raise RagError(f"corpus folder not found: {corpus_dir}")
+        with _lock(index_dir):
+            remove_stale(index_dir)  # leftovers of a crashed build
+            report = self._build(
+                corpus_dir, index_dir, progress=progress, force=force, started=started
+            )
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _previous(self, index_dir: Path, report: BuildReport) -> _Previous | None:
+        live = current_version(index_dir)
+        if live is None:
+            report.full_rebuild_reason = "no previous index"
+            return None
+        try:
+            manifest = read_manifest(live)
+            verify_files(live, manifest)
+            if self._manifest_settings(manifest) != self.settings_fingerprint():
+                report.full_rebuild_reason = "settings or model changed since the last build"
+                return None
+            data = read_data(live)
+        except RagError as exc:
+            report.full_rebuild_reason = f"previous index unusable: {exc}"
+            log.warning("%s", report.full_rebuild_reason)
+            return None
+        by_path = {d.source_path: d for d in data.documents}
+        return _Previous(manifest, data, by_path)
+
+    @staticmethod
+    def _manifest_settings(manifest: Manifest) -> dict[str, object]:
+        return {
+            "format_version": manifest.format_version,
+            "embedding_model": manifest.embedding_model,
+            "chunker": manifest.chunker,
+            "annotator": manifest.annotator,
+            "ingest_version": manifest.ingest_version,
+        }
+
+    def _build(
+        self, corpus_dir: Path, index_dir: Path, *, progress: bool, force: bool, started: float
+    ) -> BuildReport:
+        report = BuildReport(path=index_dir)
+        previous = None if force else self._previous(index_dir, report)
+        if force:
+            report.full_rebuild_reason = "forced"
+
+        files = discover(corpus_dir)
+        hashes = {
+            f.relative_to(corpus_dir).as_posix(): sha256_file(f)
+            for f in tqdm(
+                files, desc="hash", unit="file", disable=not progress or len(files) < _BAR_MIN_FILES
+            )
+        }
+        if previous is not None and self._unchanged(previous.manifest, hashes):
+            report.up_to_date = True
+            report.path = current_version(index_dir) or index_dir
+            report.documents = len(previous.data.documents)
+            report.chunks = len(previous.data.chunks)
+            report.unchanged = [d.id for d in previous.data.documents]
+            report.skipped = [(s["path"], s["reason"]) for s in previous.manifest.skipped]
+            return report
+
+        documents, reused, to_process = self._load(
+            corpus_dir, files, hashes, previous, report, progress=progress
+        )
+        chunker = Chunker(self.chunker_settings, self.embedder.count_tokens)
+        chunks: list[Chunk] = []
+        annotations: dict[str, Annotations] = {}
+        prev_chunks: dict[str, list[Chunk]] = {}
+        prev_ann: dict[str, Annotations] = {}
+        if previous is not None:
+            for c in previous.data.chunks:
+                prev_chunks.setdefault(c.document_id, []).append(c)
+            prev_ann = {a.document_id: a for a in previous.data.annotations}
+        fresh = [d for d in documents if d.id in to_process]
+        if fresh:
+            for doc, ann in zip(
+                fresh, self.annotator.annotate(fresh, progress=progress), strict=True
+            ):
+                annotations[doc.id] = ann
+        for doc in documents:
+            if doc.id in reused:
+                chunks.extend(prev_chunks.get(doc.id, []))
+                annotations[doc.id] = prev_ann.get(doc.id, Annotations(document_id=doc.id))
+            else:
+                chunks.extend(chunker.split(doc))
+        ordered = [annotations[d.id] for d in documents]
+        data = IndexData(documents, chunks, ordered, np.zeros((0, 0)), np.zeros((0, 0)))
+        prev_chunk_texts = [c.text for c in previous.data.chunks] if previous else []
+        data.vectors, embedded = self._embed_cached(
+            [c.text for c in chunks],
+            prev_chunk_texts,
+            previous.data.vectors if previous else None,
+            progress=progress,
+        )
+        data.sentence_vectors, report.embedded_sentences = self._embed_cached(
+            data.sentence_texts(),
+            previous.data.sentence_texts() if previous else [],
+            previous.data.sentence_vectors if previous else None,
+            progress=progress,
+        )
+        report.embedded = embedded
+        report.documents, report.chunks = len(documents), len(chunks)
+        tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
+        manifest = self._manifest(hashes, documents, report, data.vectors)
+        self._write(tmp, data, manifest, started=started)
+        report.path = publish(index_dir, tmp)
+        remove_stale(index_dir)
+        return report
+
+    @staticmethod
+    def _unchanged(manifest: Manifest, hashes: dict[str, str]) -> bool:
+        known = {p: s.sha256 for p, s in manifest.sources.items()}
+        known.update({s["path"]: s["sha256"] for s in manifest.skipped})
+        return known == hashes
+
+    def _load(
+        self,
+        corpus_dir: Path,
+        files: list[Path],
+        hashes: dict[str, str],
+        previous: _Previous | None,
+        report: BuildReport,
+        *,
+        progress: bool,
+    ) -> tuple[list[Document], set[str], set[str]]:
+        """Documents in corpus order; ids reused from the previous index; ids to process."""
+        documents: list[Document] = []
+        reused: set[str] = set()
+        to_process: set[str] = set()
+        seen: dict[str, str] = {}
+        prev_sources = previous.manifest.sources if previous else {}
+        bar = tqdm(
+            files, desc="load", unit="file", disable=not progress or len(files) < _BAR_MIN_FILES
+        )
+        for path in bar:
+            rel = path.relative_to(corpus_dir).as_posix()
+            doc_id = document_id(path, corpus_dir)
+            if doc_id in seen:
+                reason = f"duplicate document id {doc_id!r} (also {seen[doc_id]})"
+                log.warning("skipped %s: %s", rel, reason)
+                report.skipped.append((rel, reason))
+                continue
+            old = prev_sources.get(rel)
+            if previous is not None and old is not None and old.sha256 == hashes[rel]:
+                doc = previous.by_path.get(rel)
+                if doc is not None:
+                    documents.append(doc)
+                    reused.add(doc.id)
+                    seen[doc_id] = rel
+                    report.unchanged.append(doc.id)
+                    continue
+            try:
+                doc = load_document(path, corpus_dir, max_bytes=self.max_file_bytes)
+            except DocumentLoadError as exc:
+                log.warning("skipped %s: %s", rel, exc.reason)
+                report.skipped.append((rel, exc.reason))
+                continue
+            seen[doc_id] = rel
+            documents.append(doc)
+            to_process.add(doc.id)
+            (report.changed if old is not None else report.new).append(doc.id)
+        current = {document_id(p, corpus_dir) for p in files}
+        if previous is not None:
+            report.removed = sorted(d.id for d in previous.data.documents if d.id not in current)
+        return documents, reused, to_process
+
+    def _embed_cached(
+        self,
+        texts: list[str],
+        previous_texts: list[str],
+        previous_vectors: np.ndarray | None,
+        *,
+        progress: bool,
+    ) -> tuple[np.ndarray, int]:
+        """One row per text: rows copied for text embedded before, new embeddings for the rest.
+
+        Returns the matrix and how many texts were embedded now.
+        """
+        prev = previous_vectors if previous_vectors is not None and len(previous_vectors) else None
+        cache = {text_hash(t): i for i, t in enumerate(previous_texts)} if prev is not None else {}
+        dim = int(prev.shape[1]) if prev is not None else self.embedder.dimension
+        vectors = np.zeros((len(texts), dim), dtype=np.float32)
+        missing: list[int] = []
+        for i, text in enumerate(texts):
+            row = cache.get(text_hash(text))
+            if row is None or prev is None:
+                missing.append(i)
+            else:
+                vectors[i] = prev[row]
+        if missing:
+            vectors[missing] = self.embedder.embed(
+                [texts[i] for i in missing], batch_size=self.batch_size, progress=progress
+            )
+        return vectors, len(missing)
+
+    def _manifest(
+        self,
+        hashes: dict[str, str],
+        documents: list[Document],
+        report: BuildReport,
+        vectors: np.ndarray,
+    ) -> Manifest:
+        sources = {
+            d.source_path: SourceFile(document_id=d.id, sha256=hashes[d.source_path], size=d.size)
+            for d in documents
+        }
+        fingerprint_rows = sorted((p, s.sha256) for p, s in sources.items())
+        return Manifest(
+            format_version=FORMAT_VERSION,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            build_seconds=0.0,
+            embedding={
+                "model_id": self.embedder.model_id,
+                "dimension": int(vectors.shape[1]),
+                "normalized": True,
+                "max_tokens": self.chunker_settings.chunk_tokens,
+            },
+            chunker=self.chunker_settings.to_dict(),
+            annotator=self.annotator.model_name,
+            ingest_version=INGEST_VERSION,
+            corpus_fingerprint=sha256_bytes(json.dumps(fingerprint_rows).encode()),
+            sources=sources,
+            skipped=[
+                {"path": p, "reason": r, "sha256": hashes.get(p, "")} for p, r in report.skipped
+            ],
+            counts={"documents": len(documents), "chunks": int(vectors.shape[0])},
+        )
+
+    def _write(self, folder: Path, data: IndexData, manifest: Manifest, *, started: float) -> None:
+        write_jsonl(folder / DOCUMENTS, (d.to_dict() for d in data.documents))
+        write_jsonl(folder / CHUNKS, (c.to_dict() for c in data.chunks))
+        write_jsonl(folder / ANNOTATIONS, (a.to_dict() for a in data.annotations))
+        np.save(folder / VECTORS, data.vectors, allow_pickle=False)
+        np.save(folder / SENTENCE_VECTORS, data.sentence_vectors, allow_pickle=False)
+        dense = faiss.IndexFlatIP(int(data.vectors.shape[1]))
+        if len(data.vectors):
+            dense.add(data.vectors)
+        faiss.write_index(dense, str(folder / DENSE))
+        lexical = bm25s.BM25()
+        corpus_terms = [terms(c.text) or [""] for c in data.chunks]
+        lexical.index(corpus_terms or [[""]], show_progress=False)
+        lexical.save(str(folder / LEXICAL), allow_pickle=False)
+        names = [DOCUMENTS, CHUNKS, ANNOTATIONS, VECTORS, SENTENCE_VECTORS, DENSE]
+        names += sorted(
+            p.relative_to(folder).as_posix() for p in (folder / LEXICAL).rglob("*") if p.is_file()
+        )
+        manifest.build_seconds = round(time.perf_counter() - started, 3)
+        manifest.write(folder, names)
+        for name in names:
+            _fsync_file(folder / name)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,179 @@
+"""A loaded index: documents, chunks, annotations, dense and lexical search."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import bm25s
+import faiss
+import numpy as np
+
+from rag.errors import IndexCorruptError, UnknownDocumentError
+from rag.store.files import read_jsonl
+from rag.store.layout import resolve_index_dir
+from rag.store.manifest import Manifest, check_compatible, read_manifest, verify_files
+from rag.types import Annotations, Chunk, Document
+
+log = logging.getLogger(__name__)
+
+DOCUMENTS = "documents.jsonl"
+CHUNKS = "chunks.jsonl"
+ANNOTATIONS = "annotations.jsonl"
+VECTORS = "vectors.npy"
+SENTENCE_VECTORS = "sentence_vectors.npy"
+DENSE = "dense.faiss"
+LEXICAL = "lexical"
+
+
+class Hit(NamedTuple):
+    """A chunk row and its score from one retrieval stage."""
+
+    row: int
+    score: float
+
+
+@dataclass(slots=True)
+class IndexData:
+    """Everything an index holds, in memory; what the builder writes and the loader reads."""
+
+    documents: list[Document]
+    chunks: list[Chunk]
+    annotations: list[Annotations]
+    vectors: np.ndarray
+    #: One row per annotated sentence, documents in order, sentences in order.
+    sentence_vectors: np.ndarray
+
+    def sentence_texts(self) -> list[str]:
+        """Texts of all sentences, in the row order of ``sentence_vectors``."""
+        docs = {d.id: d for d in self.documents}
+        return [
+            docs[a.document_id].text[s.start : s.end] for a in self.annotations for s in a.sentences
+        ]
+
+
+class Index:
+    """Read-only view over a built index. Create with ``Index.load``."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        data: IndexData,
+        dense: faiss.Index,
+        lexical: bm25s.BM25,
+    ) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.documents = {d.id: d for d in data.documents}
+        self.chunks = data.chunks
+        self.annotations = {a.document_id: a for a in data.annotations}
+        self.vectors = data.vectors
+        self.sentence_vectors = data.sentence_vectors
+        #: First row in ``sentence_vectors`` of each document's sentences.
+        self.sentence_row0: dict[str, int] = {}
+        row = 0
+        for ann in data.annotations:
+            self.sentence_row0[ann.document_id] = row
+            row += len(ann.sentences)
+        self._dense = dense
+        self._lexical = lexical
+        self._vocab: dict[str, int] = dict(lexical.vocab_dict)
+        self._indptr = np.asarray(lexical.scores["indptr"])
+        self._rows_by_document: dict[str, list[int]] = {}
+        for row, chunk in enumerate(self.chunks):
+            self._rows_by_document.setdefault(chunk.document_id, []).append(row)
+
+    # -- loading -----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, index_dir: Path, *, embedding_model: str | None = None) -> Index:
+        """Load and verify: manifest, format version, model, checksums, consistency."""
+        folder = resolve_index_dir(index_dir)
+        manifest = read_manifest(folder)
+        check_compatible(manifest, embedding_model)
+        verify_files(folder, manifest)
+        try:
+            data = read_data(folder)
+            dense = faiss.read_index(str(folder / DENSE))
+            lexical = bm25s.BM25.load(str(folder / LEXICAL), load_corpus=False, mmap=False)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise IndexCorruptError(f"cannot read index at {folder}: {exc}") from exc
+        n = len(data.chunks)
+        if dense.ntotal != n or data.vectors.shape[0] != n:
+            raise IndexCorruptError(
+                f"index at {folder} is inconsistent: {n} chunks, {dense.ntotal} dense vectors"
+            )
+        n_sent = sum(len(a.sentences) for a in data.annotations)
+        if data.sentence_vectors.shape[0] != n_sent:
+            raise IndexCorruptError(f"index at {folder} is inconsistent: sentence vectors")
+        if data.vectors.shape[1] != manifest.embedding["dimension"]:
+            raise IndexCorruptError(f"index at {folder}: vector dimension differs from manifest")
+        log.info("loaded index %s: %d documents, %d chunks", folder, len(data.documents), n)
+        return cls(folder.resolve(), manifest, data, dense, lexical)
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def document(self, document_id: str) -> Document:
+        try:
+            return self.documents[document_id]
+        except KeyError:
+            raise UnknownDocumentError(document_id) from None
+
+    def document_frequency(self, term: str) -> int:
+        """Number of chunks holding a stemmed term (0 when unknown): for IDF weights."""
+        term_id = self._vocab.get(term)
+        if term_id is None:
+            return 0
+        return int(self._indptr[term_id + 1] - self._indptr[term_id])
+
+    def rows_of(self, document_ids: list[str]) -> np.ndarray:
+        """Chunk rows of the given documents (for filtered search)."""
+        rows = [r for d in document_ids for r in self._rows_by_document.get(d, [])]
+        return np.array(sorted(rows), dtype=np.int64)
+
+    # -- search ------------------------------------------------------------------------
+
+    def dense_search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[Hit]:
+        """Top ``k`` chunks by inner product with a normalised query vector."""
+        if k <= 0 or not self.chunks or (allowed is not None and allowed.size == 0):
+            return []
+        k = min(k, len(self.chunks) if allowed is None else int(allowed.size))
+        params = None
+        if allowed is not None:
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(allowed)
+        scores, rows = self._dense.search(query.reshape(1, -1).astype(np.float32), k, params=params)
+        return [Hit(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+
+    def lexical_search(
+        self, query_terms: list[str], k: int, allowed: np.ndarray | None = None
+    ) -> list[Hit]:
+        """Top ``k`` chunks by BM25 over stemmed terms; chunks that share no term are left out."""
+        if k <= 0 or not self.chunks or not query_terms:
+            return []
+        scores = self._lexical.get_scores(query_terms)
+        if allowed is not None:
+            mask = np.zeros_like(scores)
+            mask[allowed] = 1.0
+            scores = scores * mask
+        candidates = np.flatnonzero(scores > 0)
+        if candidates.size > k:
+            top = np.argpartition(-scores[candidates], k - 1)[:k]
+            candidates = candidates[top]
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        return [Hit(int(r), float(scores[r])) for r in order]
+
+
+def read_data(folder: Path) -> IndexData:
+    """Read the plain data files of an index version (no model objects)."""
+    documents = [Document.from_dict(row) for row in read_jsonl(folder / DOCUMENTS)]
+    chunks = [Chunk.from_dict(row) for row in read_jsonl(folder / CHUNKS)]
+    annotations = [Annotations.from_dict(row) for row in read_jsonl(folder / ANNOTATIONS)]
+    vectors = np.load(folder / VECTORS, allow_pickle=False)
+    sentence_vectors = np.load(folder / SENTENCE_VECTORS, allow_pickle=False)
+    return IndexData(documents, chunks, annotations, vectors, sentence_vectors)
