@@ -1,0 +1,181 @@
+"""Composes the stages for one question: validate, analyse, retrieve, read, verify, decide.
+
+Nothing else lives here: every stage is its own module. The API, the CLI and the
+evaluation harness all call ``Pipeline.ask``, so what is measured is what is served.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.annotate import Annotator
+from rag.config import ReaderKind, RetrievalMode, Settings
+from rag.embedding import SentenceTransformerEmbedder
+from rag.errors import CitationError, InvalidQuestionError
+from rag.filters import Filters
+from rag.reader.base import Candidate, ReadContext, Reader
+from rag.reader.heuristic import HeuristicReader
+from rag.reader.question import analyse
+from rag.retrieve import RetrievalSettings, Retriever
+from rag.store.index import Index
+from rag.types import Answer, AskResult, Citation, Span
+
+log = logging.getLogger(__name__)
+
+
+def validate_question(question: str, max_chars: int) -> str:
+    """The question with surrounding whitespace removed, or a clear error."""
+    if not isinstance(question, str):
+        raise InvalidQuestionError("the question must be a string")
+    text = " ".join(question.split())
+    if not text:
+        raise InvalidQuestionError("the question is empty")
+    if len(text) > max_chars:
+        raise InvalidQuestionError(
+            f"the question is {len(text)} characters long; the limit is {max_chars}"
+        )
+    return text
+
+
+@dataclass(slots=True)
+class Components:
+    """Loaded models and index; built once (in the app's lifespan or a CLI command)."""
+
+    index: Index
+    embedder: SentenceTransformerEmbedder
+    annotator: Annotator
+    reader: Reader
+
+
+def make_reader(settings: Settings, kind: ReaderKind | None = None) -> Reader:
+    kind = kind or settings.reader
+    if kind is ReaderKind.HEURISTIC:
+        return HeuristicReader()
+    from rag.reader.fused import FusedReader, TransformersReader
+
+    if kind is ReaderKind.TRANSFORMERS:
+        return TransformersReader(settings.reader_model)
+    return FusedReader(settings.reader_model)
+
+
+def load_components(settings: Settings, *, reader: Reader | None = None) -> Components:
+    """Load the index and every model, verifying the index against the configured model."""
+    index = Index.load(Path(settings.index_dir), embedding_model=settings.embedding_model)
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    annotator = Annotator(settings.spacy_model)
+    reader = reader or make_reader(settings)
+    embedder.warm_up()
+    annotator.warm_up()
+    reader.warm_up()
+    return Components(index=index, embedder=embedder, annotator=annotator, reader=reader)
+
+
+def verify_citation(index: Index, candidate: Candidate) -> Citation:
+    """Build the citation and check it against the stored text; never trust a reader."""
+    doc = index.document(candidate.document_id)
+    if not (0 <= candidate.start < candidate.end <= len(doc.text)):
+        raise CitationError(f"offsets out of range for {doc.id}")
+    if doc.text[candidate.start : candidate.end] != candidate.text:
+        raise CitationError(f"answer text differs from {doc.id}[{candidate.start}:{candidate.end}]")
+    sentence = candidate.sentence
+    if not sentence.contains(Span(candidate.start, candidate.end)):
+        sentence = Span(min(sentence.start, candidate.start), max(sentence.end, candidate.end))
+    return Citation(
+        document_id=doc.id,
+        document_title=doc.title,
+        document_date=doc.date,
+        start=candidate.start,
+        end=candidate.end,
+        page=doc.page_at(candidate.start),
+        sentence=sentence,
+        sentence_text=doc.text[sentence.start : sentence.end],
+    )
+
+
+class Pipeline:
+    """Question in, cited answer (or abstention) out."""
+
+    def __init__(self, settings: Settings, components: Components) -> None:
+        self.settings = settings
+        self.components = components
+        self.retriever = Retriever(
+            components.index, components.embedder, RetrievalSettings.from_settings(settings)
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        return cls(settings, load_components(settings))
+
+    @property
+    def index(self) -> Index:
+        return self.components.index
+
+    @property
+    def threshold(self) -> float:
+        if self.settings.abstain_threshold is not None:
+            return self.settings.abstain_threshold
+        return float(getattr(self.components.reader, "threshold", 0.5))
+
+    def ask(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: Filters | None = None,
+        mode: RetrievalMode | None = None,
+        threshold: float | None = None,
+    ) -> AskResult:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(name: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[name] = round((now - since) * 1000, 2)
+            return now
+
+        text = validate_question(question, self.settings.max_question_chars)
+        top_k = top_k or self.settings.top_k
+        if not 1 <= top_k <= self.settings.max_top_k:
+            raise InvalidQuestionError(f"top_k must be between 1 and {self.settings.max_top_k}")
+        t = started
+        analysed = analyse(text, self.components.annotator.nlp)
+        qvec = self.components.embedder.embed([text])[0]
+        t = lap("analyse", t)
+        passages = self.retriever.retrieve(text, top_k, filters, mode, query_vector=qvec)
+        t = lap("retrieve", t)
+        candidates = self.components.reader.read(
+            ReadContext(
+                question=analysed, question_vector=qvec, passages=passages, index=self.index
+            )
+        )
+        t = lap("read", t)
+        best = self._first_verified(candidates)
+        lap("verify", t)
+        timings["total"] = round((time.perf_counter() - started) * 1000, 2)
+        cutoff = self.threshold if threshold is None else threshold
+        answer = best if best is not None and best.score >= cutoff else None
+        return AskResult(
+            question=text,
+            answer=answer,
+            passages=passages,
+            timings_ms=timings,
+            rejected=best if answer is None else None,
+        )
+
+    def _first_verified(self, candidates: list[Candidate]) -> Answer | None:
+        for cand in candidates:
+            try:
+                citation = verify_citation(self.index, cand)
+            except CitationError as exc:  # a reader bug: log it, never show it
+                log.error("dropped an unverifiable answer: %s", exc)
+                continue
+            return Answer(
+                text=cand.text,
+                score=round(float(cand.score), 4),
+                citation=citation,
+                details={k: round(float(v), 4) for k, v in cand.features.items()},
+            )
+        return None

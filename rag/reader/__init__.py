@@ -1,0 +1,1 @@
+"""Extractive readers: find the answer span inside retrieved passages, or abstain."""

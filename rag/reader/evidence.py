@@ -1,0 +1,120 @@
+"""Sentences of the retrieved passages, scored for relevance and grounding.
+
+Grounding is what keeps the reader from answering a question the documents do not
+answer: every key term and named entity of the question should be found in the
+answer's sentence, its neighbours or the document's own header (title, author,
+recipients). A question about one place, body or year must not be answered from a
+sentence about another.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.lexical import terms
+from rag.reader.question import Question
+from rag.store.index import Index
+from rag.types import Document, Passage, Span
+
+
+@dataclass(slots=True)
+class EvidenceSentence:
+    document_id: str
+    span: Span
+    index_in_document: int
+    passage_rank: int  # 0-based rank of the best passage holding it
+    features: dict[str, float] = field(default_factory=dict)
+    relevance: float = 0.0
+
+
+def idf(index: Index, term: str) -> float:
+    n = max(len(index.chunks), 1)
+    return math.log(1.0 + n / (1.0 + index.document_frequency(term)))
+
+
+def _metadata_text(doc: Document) -> str:
+    meta = doc.metadata
+    return " ".join(
+        [meta.title, *meta.authors, *meta.recipients, *meta.copied_to, *meta.references]
+    )
+
+
+def collect(
+    question: Question, qvec: np.ndarray, passages: list[Passage], index: Index
+) -> list[EvidenceSentence]:
+    """Sentences overlapping the passages, each with its relevance features."""
+    seen: dict[tuple[str, int], EvidenceSentence] = {}
+    for rank, passage in enumerate(passages):
+        chunk = passage.chunk
+        ann = index.annotations.get(chunk.document_id)
+        if ann is None or not ann.sentences:
+            continue
+        starts = [s.start for s in ann.sentences]
+        first = max(bisect.bisect_right(starts, chunk.start) - 1, 0)
+        for i in range(first, len(ann.sentences)):
+            sent = ann.sentences[i]
+            if sent.start >= chunk.end:
+                break
+            if sent.end <= chunk.start:
+                continue
+            key = (chunk.document_id, i)
+            if key not in seen:
+                seen[key] = EvidenceSentence(chunk.document_id, sent, i, rank)
+    sentences = list(seen.values())
+    weights = {t: idf(index, t) for t in question.terms}
+    total = sum(weights.values()) or 1.0
+    doc_terms = {d: set(terms(index.documents[d].text)) for d in {s.document_id for s in sentences}}
+    for ev in sentences:
+        _features(ev, question, qvec, index, weights, total, doc_terms[ev.document_id])
+    return sentences
+
+
+def _coverage(present: set[str], weights: dict[str, float], total: float) -> float:
+    return sum(w for t, w in weights.items() if t in present) / total if weights else 1.0
+
+
+def _features(
+    ev: EvidenceSentence,
+    question: Question,
+    qvec: np.ndarray,
+    index: Index,
+    weights: dict[str, float],
+    total: float,
+    doc_terms: set[str],
+) -> None:
+    doc = index.documents[ev.document_id]
+    ann = index.annotations[ev.document_id]
+    sentence_text = doc.text[ev.span.start : ev.span.end]
+    lo = ann.sentences[max(ev.index_in_document - 1, 0)].start
+    hi = ann.sentences[min(ev.index_in_document + 1, len(ann.sentences) - 1)].end
+    window_text = doc.text[lo:hi] + " " + _metadata_text(doc)
+    sent_terms = set(terms(sentence_text))
+    window_terms = set(terms(window_text))
+    row = index.sentence_row0[ev.document_id] + ev.index_in_document
+    cos = float(index.sentence_vectors[row] @ qvec)
+    entity_terms = [set(terms(e)) for e in question.entities]
+    entity_terms = [e for e in entity_terms if e]
+    missing = sum(1 for e in entity_terms if not e <= window_terms)
+    doc_terms_missing = sum(1 for e in entity_terms if not e <= doc_terms)
+    numbers_missing = sum(1 for n in question.numbers if n not in window_text)
+    ev.features = {
+        "cos": cos,
+        "coverage": _coverage(sent_terms, weights, total),
+        "window_coverage": _coverage(window_terms, weights, total),
+        "missing_entities": float(missing),
+        "missing_entities_doc": float(doc_terms_missing),
+        "missing_numbers": float(numbers_missing),
+        "passage_rank": float(ev.passage_rank),
+    }
+    ev.relevance = (
+        2.0 * cos
+        + 1.5 * ev.features["coverage"]
+        + 1.0 * ev.features["window_coverage"]
+        - 0.8 * missing
+        - 0.8 * numbers_missing
+        - 0.05 * ev.passage_rank
+    )

@@ -1,0 +1,210 @@
+"""What a question asks for: the expected answer type, its key terms and named entities.
+
+The expected type drives which spans can answer (a "when" question wants a date, a
+"which body" question an organisation); key terms and entities drive grounding (a
+question about Telford must not be answered from a sentence about Rotherham).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from rag.lexical import STOPWORDS, stem, terms, words, words_set
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+
+class AnswerType(StrEnum):
+    PERSON = "person"
+    ORG = "org"
+    PLACE = "place"
+    DATE = "date"
+    NUMBER = "number"
+    MONEY = "money"
+    PERCENT = "percent"
+    DURATION = "duration"
+    REFERENCE = "reference"  # reference numbers, codes
+    CONTACT = "contact"  # phone numbers, e-mail and web addresses, postal addresses
+    LAW = "law"  # acts, sections, guidance
+    ROLE = "role"  # a job title or position
+    REASON = "reason"  # why: a clause
+    MANNER = "manner"  # how: a clause
+    THING = "thing"  # anything a noun phrase or clause can be
+
+
+# Head nouns of "which X" / "what X" and the type they ask for.
+_HEAD_TYPES: dict[AnswerType, frozenset[str]] = {
+    AnswerType.PERSON: words_set(
+        """person people man woman minister secretary mp inspector leader chief director
+    officer councillor adviser advisor chair chairman chairwoman commissioner
+    signatory author writer sender recipient king queen duke ruler leaders ministers
+    officials official politician member members head constable"""
+    ),
+    AnswerType.ORG: words_set(
+        """body bodies organisation organization organisations council councils authority
+    authorities department agency committee board force forces party inspectorate
+    service services unit association group company institution government office
+    team charity partnership"""
+    ),
+    AnswerType.PLACE: words_set(
+        """place city town country area region county street location village river address
+    borough land territory island mountain"""
+    ),
+    AnswerType.DATE: words_set("date day month year time deadline century decade period week"),
+    AnswerType.NUMBER: words_set("number figure total count age amount quantity proportion"),
+    AnswerType.MONEY: words_set("money funding fund sum cost price budget"),
+    AnswerType.PERCENT: words_set("percentage percent"),
+    AnswerType.REFERENCE: words_set("reference ref code"),
+    AnswerType.CONTACT: words_set("phone telephone email e-mail fax website postcode"),
+    AnswerType.LAW: words_set("act section law legislation statute guidance regulation"),
+    AnswerType.ROLE: words_set("role position job title post capacity rank"),
+}
+_HEAD_OF = {noun: kind for kind, nouns in _HEAD_TYPES.items() for noun in nouns}
+
+_WH = re.compile(
+    r"\b(who|whom|whose|when|where|why|which|what|how)\b|\b(in|on|by|for|to|from|at)\s+"
+    r"(what|which|whom)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(slots=True)
+class Question:
+    """A question, analysed once and read by every reader."""
+
+    text: str
+    answer_types: dict[AnswerType, float]
+    terms: list[str]  # stemmed content terms, wh-words and stopwords removed
+    entities: list[str] = field(default_factory=list)  # surface forms of names in the question
+    numbers: list[str] = field(default_factory=list)  # years and numbers the question states
+    head: str | None = None  # head noun of "which X"/"what X"
+    wh: str | None = None
+
+    @property
+    def primary_type(self) -> AnswerType:
+        return max(self.answer_types.items(), key=lambda kv: kv[1])[0]
+
+    @property
+    def wants_clause(self) -> bool:
+        return self.primary_type in (AnswerType.REASON, AnswerType.MANNER)
+
+
+def _types_for_head(head: str | None) -> dict[AnswerType, float] | None:
+    if head is None:
+        return None
+    kind = _HEAD_OF.get(head) or _HEAD_OF.get(head.rstrip("s"))
+    if kind is None:
+        return None
+    types = {kind: 1.0}
+    if kind is AnswerType.PERSON:
+        types[AnswerType.ORG] = 0.4
+    elif kind is AnswerType.ORG:
+        types[AnswerType.PERSON] = 0.2
+    elif kind in (AnswerType.NUMBER, AnswerType.MONEY):
+        types.update({AnswerType.NUMBER: 1.0, AnswerType.MONEY: 0.8, AnswerType.PERCENT: 0.6})
+    return types
+
+
+def _head_after(tokens: list[str], i: int) -> str | None:
+    """First content noun-like word after position ``i`` ("which government body" -> body)."""
+    skip = {"kind", "type", "sort", "of", "the", "a", "an"}
+    best = None
+    for word in tokens[i + 1 : i + 5]:
+        if word in skip:
+            continue
+        if word in STOPWORDS or word in {"did", "does", "do", "is", "was", "were", "are", "has"}:
+            break
+        best = word
+        if word in _HEAD_OF or word.rstrip("s") in _HEAD_OF:
+            return word
+    return best
+
+
+def expected_types(text: str) -> tuple[dict[AnswerType, float], str | None, str | None]:
+    """Answer types with weights, the head noun and the wh-word, from surface cues."""
+    tokens = words(text)
+    lowered = " ".join(tokens)
+    wh_match = _WH.search(text)
+    wh = None
+    if wh_match:
+        wh = (wh_match.group(1) or wh_match.group(3) or "").lower()
+    head: str | None = None
+
+    if re.search(r"\bhow (many|much)\b", lowered):
+        if re.search(r"\bhow much\b", lowered):
+            return (
+                {AnswerType.MONEY: 1.0, AnswerType.NUMBER: 0.7, AnswerType.PERCENT: 0.4},
+                None,
+                "how",
+            )
+        return {AnswerType.NUMBER: 1.0, AnswerType.MONEY: 0.3, AnswerType.PERCENT: 0.4}, None, "how"
+    if re.search(r"\bhow (long|often)\b", lowered):
+        return {AnswerType.DURATION: 1.0, AnswerType.DATE: 0.6, AnswerType.NUMBER: 0.4}, None, "how"
+    if re.search(r"\bhow old\b", lowered):
+        return {AnswerType.NUMBER: 1.0, AnswerType.DURATION: 0.5}, None, "how"
+    if re.search(r"\b(when|what year|which year|what date|which date|what day|by when)\b", lowered):
+        return {AnswerType.DATE: 1.0, AnswerType.DURATION: 0.3}, None, "when"
+    if wh in ("which", "what") or (wh is None and tokens):
+        idx = next((i for i, t in enumerate(tokens) if t in ("which", "what")), -1)
+        if idx >= 0:
+            head = _head_after(tokens, idx)
+            types = _types_for_head(head)
+            if types is not None:
+                return types, head, wh
+    if re.search(r"\b(phone|telephone) number\b|\bcontact\b.*\bnumber\b", lowered):
+        return {AnswerType.CONTACT: 1.0}, "phone", wh
+    if re.search(r"\be-?mail\b", lowered):
+        return {AnswerType.CONTACT: 1.0}, "email", wh
+    if re.search(r"\breference\b", lowered):
+        return {AnswerType.REFERENCE: 1.0, AnswerType.NUMBER: 0.3}, "reference", wh
+    if wh in ("who", "whom", "whose"):
+        if re.search(r"(?i:\bwho (is|was))\s+[A-Z]", text) and not re.search(
+            r"\bwho (is|was) (the|a|an)\b", lowered
+        ):
+            # "Who is Amanda Blakeman?" asks for a role, not a name.
+            return {AnswerType.ROLE: 1.0, AnswerType.ORG: 0.4, AnswerType.THING: 0.3}, None, wh
+        return {AnswerType.PERSON: 1.0, AnswerType.ORG: 0.6, AnswerType.ROLE: 0.2}, None, wh
+    if wh == "where":
+        return {AnswerType.PLACE: 1.0, AnswerType.ORG: 0.5, AnswerType.CONTACT: 0.3}, None, wh
+    if wh == "why":
+        return {AnswerType.REASON: 1.0, AnswerType.THING: 0.3}, None, wh
+    if wh == "how":
+        return {AnswerType.MANNER: 1.0, AnswerType.THING: 0.4}, None, wh
+    return {AnswerType.THING: 1.0}, head, wh
+
+
+_YEAR_OR_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+_GENERIC = words_set(
+    """letter letters document documents say says said state states stated mention
+    mentioned write wrote written according much many long often old exactly"""
+)
+
+
+def analyse(text: str, nlp: Language | None = None) -> Question:
+    """Analyse a question; ``nlp`` adds named entities (proper names) when given."""
+    types, head, wh = expected_types(text)
+    drop = {stem(g) for g in _GENERIC}
+    if head is not None:
+        drop.add(stem(head))
+    key_terms = [t for t in dict.fromkeys(terms(text)) if t not in drop]
+    entities: list[str] = []
+    if nlp is not None:
+        doc = nlp(" ".join(text.split()))
+        entities = [e.text for e in doc.ents if e.label_ not in ("ORDINAL",)]
+        entities += [
+            t.text for t in doc if t.pos_ == "PROPN" and not any(t.text in e for e in entities)
+        ]
+    numbers = _YEAR_OR_NUMBER.findall(text)
+    return Question(
+        text=text,
+        answer_types=types,
+        terms=key_terms,
+        entities=list(dict.fromkeys(entities)),
+        numbers=numbers,
+        head=head,
+        wh=wh,
+    )
