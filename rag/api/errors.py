@@ -1,0 +1,83 @@
+"""Every error leaves the API in one shape: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rag.api.state import NotReadyError, RateLimitedError
+from rag.errors import (
+    IndexCorruptError,
+    IndexIncompatibleError,
+    IndexNotFoundError,
+    InvalidFilterError,
+    InvalidQuestionError,
+    RagError,
+    UnknownDocumentError,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[RagError], int]] = [
+    (InvalidQuestionError, 422),
+    (InvalidFilterError, 422),
+    (UnknownDocumentError, 404),
+    (RateLimitedError, 429),
+    (NotReadyError, 503),
+    (IndexNotFoundError, 503),
+    (IndexCorruptError, 503),
+    (IndexIncompatibleError, 503),
+]
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, object]] | None = None
+) -> JSONResponse:
+    body: dict[str, object] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    headers = {"Retry-After": "5"} if status in (429, 503) else None
+    return JSONResponse(status_code=status, content={"error": body}, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict[str, object]]]:
+    details: list[dict[str, object]] = []
+    malformed = False
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            malformed = True
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        details.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", ""))})
+    if malformed:
+        return "malformed_json", "the request body is not valid JSON", details
+    first = details[0] if details else {"field": "body", "message": "invalid"}
+    return "validation_error", f"invalid request: {first['field']}: {first['message']}", details
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RagError)
+    async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+        if status == 500:
+            log.error("unhandled domain error: %s", exc)
+            return error_response(500, exc.code, "the service failed to answer")
+        return error_response(status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message, details = _validation_details(exc)
+        return error_response(400 if code == "malformed_json" else 422, code, message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "the service failed to answer")

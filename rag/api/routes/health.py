@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from rag.api.deps import StateDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Index and models are loaded")
+def readyz(state: StateDep) -> dict[str, object]:
+    pipeline = state.require()  # 503 with the reason until ready
+    manifest = pipeline.index.manifest
+    return {
+        "status": "ready",
+        "documents": len(pipeline.index.documents),
+        "chunks": len(pipeline.index.chunks),
+        "embedding_model": manifest.embedding_model,
+        "reader": pipeline.components.reader.name,
+        "index_built": manifest.created_at,
+    }
