@@ -1,0 +1,1 @@
+"""Evaluation harness: ``rag eval`` runs an evaluation set through the served pipeline."""
