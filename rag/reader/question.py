@@ -147,7 +147,8 @@ def expected_types(text: str) -> tuple[dict[AnswerType, float], str | None, str 
     if re.search(r"\bhow old\b", lowered):
         return {AnswerType.NUMBER: 1.0, AnswerType.DURATION: 0.5}, None, "how"
     if re.search(r"\b(when|what year|which year|what date|which date|what day|by when)\b", lowered):
-        return {AnswerType.DATE: 1.0, AnswerType.DURATION: 0.3}, None, "when"
+        noun = re.search(r"\b(?:what|which) (year|date|day)\b", lowered)
+        return {AnswerType.DATE: 1.0, AnswerType.DURATION: 0.3}, noun and noun.group(1), "when"
     if wh in ("which", "what") or (wh is None and tokens):
         idx = next((i for i, t in enumerate(tokens) if t in ("which", "what")), -1)
         if idx >= 0:

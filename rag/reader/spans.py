@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rag.lexical import words_set
 from rag.reader.question import AnswerType as T
 from rag.types import Entity, Span
 
@@ -69,7 +70,10 @@ _PATTERNS: list[tuple[re.Pattern[str], dict[T, float]]] = [
         {T.PERCENT: 1.0, T.NUMBER: 0.6},
     ),
     (re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+(?:\.\d+)?\b"), {T.NUMBER: 0.9}),
-    (re.compile(r"(?:\+44\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b"), {T.CONTACT: 1.0}),
+    (
+        re.compile(r"(?:\+44\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b"),
+        {T.CONTACT: 1.0, T.NUMBER: 0.7},
+    ),
     (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), {T.CONTACT: 1.0}),
     (re.compile(r"(?:https?://|www\.)[^\s,;]+[^\s,;.]"), {T.CONTACT: 0.9}),
     (re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}\b"), {T.CONTACT: 0.7, T.PLACE: 0.4}),
@@ -162,6 +166,54 @@ def _clauses(text: str, sentence: Span) -> Iterable[SpanCandidate]:
     )
 
 
+#: Joins that extend a noun phrase ("line of management oversight"); "and" and a comma
+#: only join parts of the same kind ("risk assessment and risk management").
+_PHRASE_JOINERS = {" of ", " for ", " in "}
+_LIST_JOINERS = {" and ", ", ", ", and "}
+_PRONOUNS = words_set(
+    """i me my we us our you your he him his she her it its they them their this that these
+    those who whom which what there here one ones something anything everything someone
+    anyone everyone nothing none"""
+)
+
+
+_NO_CHAIN = {T.DATE, T.NUMBER, T.MONEY, T.PERCENT, T.CONTACT, T.REFERENCE}
+
+
+def _main_type(types: dict[T, float]) -> T:
+    return max(types.items(), key=lambda kv: kv[1])[0]
+
+
+def _chains(text: str, parts: list[SpanCandidate]) -> list[SpanCandidate]:
+    """Noun phrases joined by "of", "and", "for", ...: "no single line of management oversight"."""
+    ordered = sorted(parts, key=lambda c: (c.start, -c.end))
+    out: list[SpanCandidate] = []
+    for i, first in enumerate(ordered):
+        end, types, joins = first.end, dict(first.types), 0
+        for nxt in ordered[i + 1 :]:
+            if nxt.start < end:
+                continue
+            gap = text[end : nxt.start]
+            same_kind = _main_type(nxt.types) == _main_type(first.types)
+            joinable = gap in _PHRASE_JOINERS or (gap in _LIST_JOINERS and same_kind)
+            if not joinable or joins >= 3 or _main_type(first.types) in _NO_CHAIN:
+                break
+            end, joins = nxt.end, joins + 1
+            for t, w in nxt.types.items():
+                types[t] = max(types.get(t, 0.0), w * 0.8)
+            out.append(SpanCandidate(first.start, end, dict(types), "chain"))
+    return out
+
+
+def is_junk(surface: str) -> bool:
+    """A span no one would accept as an answer: a pronoun, a function word, punctuation."""
+    tokens = [t.strip(".,;:’'\"“”()").lower() for t in surface.split()]
+    tokens = [t for t in tokens if t]
+    if not tokens:
+        return True
+    return all(t in _PRONOUNS or t in {"a", "an", "the", "and", "of", "to", "in"} for t in tokens)
+
+
 def candidates(
     text: str, sentence: Span, entities: Iterable[Entity], *, clauses: bool
 ) -> list[SpanCandidate]:
@@ -197,12 +249,13 @@ def candidates(
                 "caps",
             )
         )
+    raw.extend(_chains(text, [c for c in raw if c.source == "entity"]))
     if clauses:
         raw.extend(_clauses(text, sentence))
     merged: dict[tuple[int, int], SpanCandidate] = {}
     for cand in raw:
         bounds = _trim(text, cand.start, cand.end)
-        if bounds is None:
+        if bounds is None or is_junk(text[bounds[0] : bounds[1]]):
             continue
         key = bounds
         old = merged.get(key)

@@ -1,0 +1,43 @@
+"""Answer typing from the question's surface (pure logic, no models)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.reader.question import AnswerType as T
+from rag.reader.question import analyse
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("By what date did the minister want a reply?", T.DATE),
+        ("When was the letter sent?", T.DATE),
+        ("What year did it happen?", T.DATE),
+        ("Who wrote to Lucy Allan?", T.PERSON),
+        ("Which body inspected the council?", T.ORG),
+        ("Which city is the Home Office in?", T.PLACE),
+        ("How many children were exploited?", T.NUMBER),
+        ("How much funding backs the unit?", T.MONEY),
+        ("What is the CTS reference?", T.REFERENCE),
+        ("What phone number can the unit be reached on?", T.CONTACT),
+        ("Under which section of the Act was the inspection ordered?", T.LAW),
+        ("What position did Paul Lakin hold?", T.ROLE),
+        ("Who is Amanda Blakeman?", T.ROLE),
+        ("Why did Ofsted write to the minister?", T.REASON),
+        ("How did the council respond?", T.MANNER),
+        ("Where is the Home Office?", T.PLACE),
+    ],
+)
+def test_expected_answer_type(question: str, expected: T) -> None:
+    assert analyse(question).primary_type is expected
+
+
+def test_key_terms_drop_wh_words_and_the_head_noun() -> None:
+    q = analyse("By what date did the minister want a reply?")
+    assert "date" not in q.terms and "what" not in q.terms
+    assert {"minist", "repli"} <= set(q.terms)
+
+
+def test_numbers_in_the_question_are_kept_for_grounding() -> None:
+    assert analyse("What happened in 2015 to the 145 cases?").numbers == ["2015", "145"]
