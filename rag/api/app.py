@@ -11,7 +11,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from rag import __version__
 from rag.api import errors
-from rag.api.routes import ask, documents, health
+from rag.api.routes import ask, documents, health, view, widget
 from rag.api.state import RateLimiter, ServiceState
 from rag.config import Settings, get_settings
 from rag.pipeline import Pipeline
@@ -51,5 +51,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ask.router)
+    app.include_router(view.router)  # before documents: its {id:path} would shadow {id}/view
     app.include_router(documents.router)
+    app.include_router(widget.router)
     return app

@@ -1,0 +1,328 @@
+"""Real services in uvicorn subprocesses, a site of another origin, and Debian's Chromium.
+
+The services are started together (their models load in parallel) and each test waits
+only for the ones it uses:
+
+* ``api``: the real corpus, CORS open to the test site's origin;
+* ``xss_api``: a small corpus whose text holds HTML/JS payloads;
+* ``limited_api``: one question a minute, for a real 429;
+* ``unready_api``: no index at all, so a real 503 on every question.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rag.store.builder import IndexBuilder
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READY_TIMEOUT = 120.0
+
+#: One document whose sentences carry the payloads, in a sub-folder so its id holds "/".
+XSS_DOCUMENT = """Office move notice
+
+The secret code is <img src=x onerror="window.__xss=2"> and the script is \
+<script>window.__xss=1</script>.
+
+The office will move to the new building on Monday 9 March 2015. Visitors should sign in at \
+reception on the ground floor. The canteen on the third floor will open at 8 o'clock.
+
+Please pack your desk into the blue crates before Friday. Removal staff will carry the crates \
+to the new building over the weekend, and each crate must carry a label with your name.
+"""
+
+OTHER_DOCUMENT = """Canteen opening hours
+
+The canteen serves breakfast from 8 o'clock until 10 o'clock, and lunch from noon until \
+2 o'clock. Hot meals cost four pounds. The canteen is closed on public holidays.
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------------------
+# The embedding site: another origin than the service, serving pages from memory
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    origin: str
+    pages: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: str, html: str) -> str:
+        self.pages[path] = html
+        return self.origin + path
+
+
+def _site_handler(site: Site) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = site.pages.get(self.path.split("?")[0])
+            body = (page if page is not None else "not found").encode()
+            self.send_response(200 if page is not None else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[Site]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _site_handler(Site("")))
+    port = server.server_address[1]
+    s = Site(f"http://127.0.0.1:{port}")
+    server.RequestHandlerClass = _site_handler(s)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield s
+    server.shutdown()
+    server.server_close()
+
+
+# ---------------------------------------------------------------------------------------
+# The services
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    name: str
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    ready: bool = False
+
+    def log_tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def wait_ready(self, expect_status: int = 200) -> Service:
+        """Wait until /readyz answers ``expect_status`` (200, or 503 for a broken service)."""
+        if self.ready:
+            return self
+        deadline = time.monotonic() + READY_TIMEOUT
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"service {self.name} exited early:\n{self.log_tail()}")
+            try:
+                r = httpx.get(self.base + "/readyz", timeout=2)
+                last = f"{r.status_code} {r.text[:300]}"
+                if r.status_code == expect_status:
+                    self.ready = True
+                    return self
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.25)
+        pytest.fail(
+            f"service {self.name} not ready in {READY_TIMEOUT:.0f} s ({last}):\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_service(name: str, index: Path, workdir: Path, **env: str) -> Service:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    if "RAG_READER" in os.environ:  # a developer may pin the reader for every run
+        environ["RAG_READER"] = os.environ["RAG_READER"]
+    environ.update({"RAG_INDEX_DIR": str(index), "PYTHONUNBUFFERED": "1", **env})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "rag.api.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=workdir,  # no developer .env is read
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Service(name, f"http://127.0.0.1:{port}", process, log)
+
+
+@pytest.fixture(scope="session")
+def xss_index(tmp_path_factory: pytest.TempPathFactory, builder: IndexBuilder) -> Path:
+    corpus = tmp_path_factory.mktemp("xss-corpus")
+    (corpus / "notices").mkdir()
+    (corpus / "notices" / "office-move.txt").write_text(XSS_DOCUMENT)
+    (corpus / "canteen.txt").write_text(OTHER_DOCUMENT)
+    index = tmp_path_factory.mktemp("xss-index")
+    builder.build(corpus, index)
+    return index
+
+
+@pytest.fixture(scope="session")
+def services(
+    require_chromium: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    index_dir: Path,
+    xss_index: Path,
+    site: Site,
+) -> Iterator[dict[str, Service]]:
+    work = tmp_path_factory.mktemp("services")
+    cors = {"RAG_CORS_ORIGINS": site.origin}
+    started = {
+        "api": start_service("api", index_dir, work, RAG_RATE_LIMIT_PER_MINUTE="0", **cors),
+        "xss": start_service("xss", xss_index, work, RAG_RATE_LIMIT_PER_MINUTE="0", **cors),
+        "limited": start_service("limited", xss_index, work, RAG_RATE_LIMIT_PER_MINUTE="1", **cors),
+        "unready": start_service("unready", work / "no-index", work, **cors),
+    }
+    yield started
+    for service in started.values():
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def api(services: dict[str, Service]) -> Service:
+    return services["api"].wait_ready()
+
+
+@pytest.fixture(scope="session")
+def xss_api(services: dict[str, Service]) -> Service:
+    return services["xss"].wait_ready()
+
+
+@pytest.fixture(scope="session")
+def limited_api(services: dict[str, Service]) -> Service:
+    return services["limited"].wait_ready()
+
+
+@pytest.fixture(scope="session")
+def unready_api(services: dict[str, Service]) -> Service:
+    return services["unready"].wait_ready(expect_status=503)
+
+
+# ---------------------------------------------------------------------------------------
+# The browser
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def require_chromium() -> None:
+    """Skip (outside CI only) when Debian's Chromium or axe-core is missing."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"Debian chromium ({CHROMIUM})")
+    if not AXE.exists():
+        missing.append(f"axe-core ({AXE.relative_to(ROOT)})")
+    if missing:
+        reason = f"{' and '.join(missing)} not installed: run `make browser-deps`"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser(require_chromium: None) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def context(browser: Any) -> Iterator[Any]:
+    # bypass_csp only so axe-core can be injected into the view page, whose CSP allows
+    # no script but its own; the XSS checks then prove the escaping, not the CSP.
+    ctx = browser.new_context(viewport={"width": 1280, "height": 820}, bypass_csp=True)
+    ctx.set_default_timeout(20_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture()
+def page(context: Any) -> Any:
+    return context.new_page()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    return SCREENSHOTS
+
+
+def _run_axe(page: Any) -> list[dict[str, Any]]:
+    """axe-core over the whole page (it enters open shadow roots): serious and critical."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"]][:5],
+        }
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.fixture(scope="session")
+def axe() -> Any:
+    """``axe(page)``: the serious and critical accessibility violations on the page."""
+    return _run_axe
+
+
+@pytest.fixture()
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    return free_port()
