@@ -23,7 +23,6 @@ from rag.reader.base import Candidate, ReadContext
 from rag.reader.evidence import EvidenceSentence, collect, idf
 from rag.reader.question import AnswerType, Question
 from rag.reader.spans import SpanCandidate, candidates
-from rag.store.index import Index
 
 WEIGHTS_FILE = Path(__file__).with_name("weights.json")
 
@@ -73,12 +72,23 @@ class ReaderWeights:
 
     @classmethod
     def load(cls, section: str, path: Path = WEIGHTS_FILE) -> ReaderWeights:
-        data = json.loads(path.read_text(encoding="utf-8"))[section]
+        """The fitted section, or neutral weights (rank by ``fallback``) before a first fit."""
+        data = json.loads(path.read_text(encoding="utf-8")).get(section)
+        if data is None:
+            return cls.unfitted()
         return cls(
             ranker=LogisticModel.from_dict(data["ranker"]),
             calibration=LogisticModel.from_dict(data["calibration"]),
             threshold=float(data["threshold"]),
         )
+
+    @classmethod
+    def unfitted(cls) -> ReaderWeights:
+        """Rank by the QA model's logit if present, else by sentence relevance and type fit."""
+        ranker = LogisticModel(
+            weights={"qa_logit": 1.0, "relevance": 1.0, "type_fit": 2.0}, bias=0.0
+        )
+        return cls(ranker=ranker, calibration=LogisticModel({"logit": 1.0}, 0.0), threshold=0.5)
 
 
 def calibrate(candidates: list[Candidate], weights: ReaderWeights) -> list[Candidate]:
@@ -184,61 +194,61 @@ class HeuristicReader:
     def threshold(self) -> float:
         return self.weights.threshold
 
+    #: Sentences whose spans are considered.
+    top_sentences = TOP_SENTENCES
+
     def evidence(self, context: ReadContext) -> list[EvidenceSentence]:
         """The question's candidate sentences, most relevant first."""
         return collect(context.question, context.question_vector, context.passages, context.index)
 
     def read(self, context: ReadContext) -> list[Candidate]:
-        return self.score_sentences(context, self.evidence(context)[:TOP_SENTENCES])
+        sentences = self.evidence(context)[: self.top_sentences]
+        return calibrate(self.candidates_of(context, sentences), self.weights)
 
-    def score_sentences(
+    def candidates_of(
         self, context: ReadContext, sentences: list[EvidenceSentence]
     ) -> list[Candidate]:
-        """Scored span candidates from the given sentences, best first."""
-        question, index = context.question, context.index
+        """Unscored span candidates (with features) from the given sentences."""
+        question = context.question
+        clauses = question.wants_clause or question.primary_type is AnswerType.THING
         out: list[Candidate] = []
-        qterms = set(question.terms)
         for sentence in sentences:
-            out.extend(self._sentence_candidates(question, index, sentence, qterms))
-        return calibrate(out, self.weights)
+            doc_id = sentence.document_id
+            text = context.index.documents[doc_id].text
+            entities = context.index.annotations[doc_id].entities
+            for span in candidates(text, sentence.span, entities, clauses=clauses):
+                cand = span_candidate_features(context, sentence, span, f"heuristic:{span.source}")
+                if cand is not None:
+                    out.append(cand)
+        return out
 
-    def _sentence_candidates(
-        self, question: Question, index: Index, sentence: EvidenceSentence, qterms: set[str]
-    ) -> list[Candidate]:
-        doc = index.documents[sentence.document_id]
-        ann = index.annotations[sentence.document_id]
-        span = sentence.span
-        text = doc.text[span.start : span.end]
-        positions = _term_positions(text, span.start, qterms)
-        n_chunks = max(len(index.chunks), 1)
 
-        def specificity(cand_terms: list[str]) -> float:
-            """Mean IDF of the span's terms, scaled to [0, 1]: generic words score low."""
-            if not cand_terms:
-                return 0.0
-            top = math.log(1.0 + n_chunks)
-            return sum(idf(index, t) for t in cand_terms) / len(cand_terms) / top
+def span_candidate_features(
+    context: ReadContext, sentence: EvidenceSentence, span: SpanCandidate, source: str
+) -> Candidate | None:
+    """A candidate for ``span`` with every heuristic feature, or None if it cannot answer."""
+    index, question = context.index, context.question
+    doc = index.documents[sentence.document_id]
+    sent = sentence.span
+    positions = _term_positions(doc.text[sent.start : sent.end], sent.start, set(question.terms))
+    top = math.log(1.0 + max(len(index.chunks), 1))
 
-        found = []
-        for cand in candidates(
-            doc.text,
-            span,
-            ann.entities,
-            clauses=question.wants_clause or question.primary_type is AnswerType.THING,
-        ):
-            feats = span_features(question, cand, doc.text, sentence, positions, specificity)
-            if feats is None:
-                continue
-            found.append(
-                Candidate(
-                    document_id=doc.id,
-                    start=cand.start,
-                    end=cand.end,
-                    text=doc.text[cand.start : cand.end],
-                    sentence=span,
-                    score=0.0,
-                    features=feats,
-                    source=f"heuristic:{cand.source}",
-                )
-            )
-        return found
+    def specificity(cand_terms: list[str]) -> float:
+        """Mean IDF of the span's terms, scaled to [0, 1]: generic words score low."""
+        if not cand_terms:
+            return 0.0
+        return sum(idf(index, t) for t in cand_terms) / len(cand_terms) / top
+
+    feats = span_features(question, span, doc.text, sentence, positions, specificity)
+    if feats is None:
+        return None
+    return Candidate(
+        document_id=doc.id,
+        start=span.start,
+        end=span.end,
+        text=doc.text[span.start : span.end],
+        sentence=sent,
+        score=0.0,
+        features=feats,
+        source=source,
+    )

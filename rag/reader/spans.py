@@ -123,6 +123,11 @@ class SpanCandidate:
     source: str  # "entity", "pattern", "caps", "clause", "sentence"
 
 
+def entity_types(label: str) -> dict[T, float]:
+    """Answer types a spaCy entity label (or "NP") can fill."""
+    return dict(_SPACY_TYPES.get(label, {T.THING: 0.5}))
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     """Shrink a span to drop surrounding whitespace and punctuation (but keep closing ')')."""
     while start < end and (text[start].isspace() or text[start] in ",;:.\"“”‘’'(-–—"):
@@ -221,7 +226,7 @@ def candidates(
     raw: list[SpanCandidate] = []
     for ent in entities:
         if sentence.start <= ent.start and ent.end <= sentence.end:
-            types = dict(_SPACY_TYPES.get(ent.label, {T.THING: 0.5}))
+            types = entity_types(ent.label)
             if ent.label == "NP":
                 surface = text[ent.start : ent.end]
                 if _TITLE_WORDS.search(surface):

@@ -1,0 +1,247 @@
+"""Readers that use an extractive-QA model: the model alone, or fused with the heuristic.
+
+``TransformersReader`` runs any local extractive-QA checkpoint (our trained one in
+``models/reader/`` by default) over the passages and ranks its spans by the model's own
+scores and no-answer score.
+
+``FusedReader`` puts both readers' candidates in one pool: every span the heuristic
+proposes is also scored by the QA model (start logit of its first token + end logit of
+its last, in every window that holds it), and every span the model proposes gets the
+heuristic's features (answer-type fit, grounding, sentence relevance). One logistic
+ranker and one calibration, fitted on the dev split (``python -m rag.reader.fit
+--reader fused``), turn all features into the final score.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.reader.base import Candidate, ReadContext
+from rag.reader.evidence import EvidenceSentence
+from rag.reader.heuristic import (
+    WEIGHTS_FILE,
+    HeuristicReader,
+    ReaderWeights,
+    calibrate,
+    span_candidate_features,
+)
+from rag.reader.qa_model import QAModel
+from rag.reader.question import AnswerType
+from rag.reader.spans import SpanCandidate, entity_types
+from rag.types import Passage
+
+#: Spans the QA model proposes per question (before fusion with the heuristic's).
+QA_TOP_N = 20
+
+
+def qa_model_from_folder(path: str) -> QAModel:
+    """A QAModel with the window settings the model was trained with, when it says so."""
+    settings = {"max_seq_len": 384, "doc_stride": 128, "max_answer_tokens": 30}
+    manifest = Path(path) / "manifest.json"
+    if manifest.is_file():
+        hyper = json.loads(manifest.read_text(encoding="utf-8")).get("hyperparameters", {})
+        for key in settings:
+            if isinstance(hyper.get(key), int):
+                settings[key] = hyper[key]
+    return QAModel(path, **settings)
+
+
+@dataclass(slots=True)
+class _Window:
+    """One model window over one passage, with its logits, in document offsets."""
+
+    document_id: str
+    starts: np.ndarray  # document offset where each context token starts
+    ends: np.ndarray  # document offset where each context token ends
+    start_logits: np.ndarray  # per context token
+    end_logits: np.ndarray
+    null: float
+    log_z: float  # log-sum-exp over the window's valid spans and its null
+
+
+def _windows(qa: QAModel, question: str, passages: list[Passage]) -> list[_Window]:
+    contexts = [p.chunk.text for p in passages]
+    out = []
+    for window, s, e in qa.window_logits(question, contexts):
+        chunk = passages[window.pair_index].chunk
+        lo, hi = window.context_start, window.context_end + 1
+        offsets = window.offsets[lo:hi]
+        cs = np.asarray(s[lo:hi], dtype=np.float64)
+        ce = np.asarray(e[lo:hi], dtype=np.float64)
+        null = float(s[window.cls_index] + e[window.cls_index])
+        out.append(
+            _Window(
+                document_id=chunk.document_id,
+                starts=np.array([chunk.start + a for a, _ in offsets]),
+                ends=np.array([chunk.start + b for _, b in offsets]),
+                start_logits=cs,
+                end_logits=ce,
+                null=null,
+                log_z=_log_z(cs, ce, null, qa.max_answer_tokens),
+            )
+        )
+    return out
+
+
+def _log_z(cs: np.ndarray, ce: np.ndarray, null: float, max_tokens: int) -> float:
+    m = len(cs)
+    idx = np.arange(m)
+    length = idx[None, :] - idx[:, None]
+    valid = (length >= 0) & (length < max_tokens)
+    scores = (cs[:, None] + ce[None, :])[valid]
+    top = max(float(scores.max()) if scores.size else null, null)
+    return top + math.log(float(np.exp(scores - top).sum()) + math.exp(null - top))
+
+
+def _score_span(
+    windows: list[_Window], document_id: str, start: int, end: int
+) -> tuple[float, float, float] | None:
+    """Best (logit, probability, logit - null) of a document span over the windows holding it."""
+    best: tuple[float, float, float] | None = None
+    for w in windows:
+        if w.document_id != document_id or start < w.starts[0] or end > w.ends[-1]:
+            continue
+        i = bisect.bisect_right(w.starts.tolist(), start) - 1
+        j = bisect.bisect_left(w.ends.tolist(), end)
+        if i < 0 or j >= len(w.ends) or j < i:
+            continue
+        logit = float(w.start_logits[i] + w.end_logits[j])
+        prob = math.exp(logit - w.log_z)
+        if best is None or logit > best[0]:
+            best = (logit, prob, logit - w.null)
+    return best
+
+
+def _qa_spans(windows: list[_Window], max_tokens: int, top_n: int) -> list[tuple[str, int, int]]:
+    """The model's own best spans, in document offsets, best first, deduplicated."""
+    scored: dict[tuple[str, int, int], float] = {}
+    for w in windows:
+        m = len(w.starts)
+        idx = np.arange(m)
+        length = idx[None, :] - idx[:, None]
+        scores = np.where(
+            (length >= 0) & (length < max_tokens),
+            w.start_logits[:, None] + w.end_logits[None, :],
+            -np.inf,
+        )
+        k = min(top_n, int(np.isfinite(scores).sum()))
+        if k <= 0:
+            continue
+        flat = scores.ravel()
+        for b in np.argpartition(-flat, k - 1)[:k]:
+            i, j = divmod(int(b), m)
+            key = (w.document_id, int(w.starts[i]), int(w.ends[j]))
+            scored[key] = max(scored.get(key, -math.inf), float(flat[b]))
+    return [k for k, _ in sorted(scored.items(), key=lambda kv: -kv[1])[:top_n]]
+
+
+class TransformersReader:
+    """A local extractive-QA checkpoint on its own, scored by its own logits and null score."""
+
+    name = "transformers"
+
+    def __init__(self, model_path: str, weights_path: Path = WEIGHTS_FILE) -> None:
+        self.model_path = model_path
+        self.weights_path = weights_path
+        self.qa = qa_model_from_folder(model_path)
+        self._weights: ReaderWeights | None = None
+        self._heuristic = HeuristicReader(weights_path)
+
+    def warm_up(self) -> None:
+        self.qa.warm_up()
+        self._heuristic.warm_up()
+        if self._weights is None:
+            self._weights = ReaderWeights.load(self.name, self.weights_path)
+
+    @property
+    def weights(self) -> ReaderWeights:
+        self.warm_up()
+        assert self._weights is not None
+        return self._weights
+
+    @property
+    def threshold(self) -> float:
+        return self.weights.threshold
+
+    def _pool(self, context: ReadContext, *, with_heuristic: bool) -> list[Candidate]:
+        evidence = self._heuristic.evidence(context)
+        windows = _windows(self.qa, context.question.text, context.passages)
+        pool: dict[tuple[str, int, int], Candidate] = {}
+        if with_heuristic:
+            for cand in self._heuristic.candidates_of(
+                context, evidence[: self._heuristic.top_sentences]
+            ):
+                pool[(cand.document_id, cand.start, cand.end)] = cand
+        qa_keys = _qa_spans(windows, self.qa.max_answer_tokens, QA_TOP_N)
+        for key in qa_keys:
+            if key not in pool:
+                found = self._candidate_for(context, evidence, *key)
+                if found is not None:
+                    pool[key] = found
+        rank = {k: r for r, k in enumerate(qa_keys)}
+        out = []
+        for key, cand in pool.items():
+            scored = _score_span(windows, *key)
+            if scored is None:
+                scored = (-20.0, 0.0, -20.0)
+            logit, prob, gap = scored
+            cand.features.update(
+                {
+                    "qa_logit": logit,
+                    "qa_prob": prob,
+                    "qa_null_gap": gap,
+                    "qa_found": 1.0 if key in rank else 0.0,
+                    "qa_rank": math.log1p(rank.get(key, QA_TOP_N)),
+                }
+            )
+            out.append(cand)
+        return out
+
+    def _candidate_for(
+        self,
+        context: ReadContext,
+        evidence: list[EvidenceSentence],
+        doc_id: str,
+        start: int,
+        end: int,
+    ) -> Candidate | None:
+        """A model span as a candidate with the heuristic's features.
+
+        None when it is junk or crosses a sentence boundary: an answer is cited with the
+        one sentence that holds it.
+        """
+        sentence = next(
+            (
+                s
+                for s in evidence
+                if s.document_id == doc_id and s.span.start <= start and end <= s.span.end
+            ),
+            None,
+        )
+        if sentence is None:
+            return None
+        types: dict[AnswerType, float] = {}
+        for ent in context.index.annotations[doc_id].entities:
+            if ent.start == start and ent.end == end:
+                for t, w in entity_types(ent.label).items():
+                    types[t] = max(types.get(t, 0.0), w)
+        span = SpanCandidate(start, end, types, "model")
+        return span_candidate_features(context, sentence, span, "model")
+
+    def read(self, context: ReadContext) -> list[Candidate]:
+        return calibrate(self._pool(context, with_heuristic=False), self.weights)
+
+
+class FusedReader(TransformersReader):
+    """Heuristic and QA-model candidates in one pool, ranked by one fitted model."""
+
+    name = "fused"
+
+    def read(self, context: ReadContext) -> list[Candidate]:
+        return calibrate(self._pool(context, with_heuristic=True), self.weights)
