@@ -59,8 +59,8 @@ class Settings(BaseSettings):
 
     # Retrieval
     retrieval_mode: RetrievalMode = RetrievalMode.HYBRID
-    rrf_k: int = Field(default=60, ge=1)
-    dense_weight: float = Field(default=1.0, ge=0)
+    rrf_k: int = Field(default=20, ge=1)
+    dense_weight: float = Field(default=0.5, ge=0)
     lexical_weight: float = Field(default=1.0, ge=0)
     candidates: int = Field(default=50, ge=1, le=1000)
     top_k: int = Field(default=5, ge=1, le=50)

@@ -186,8 +186,28 @@ def test_killed_build_leaves_the_previous_index_intact(
     after = Index.load(out)  # the old index, verified, untouched
     assert after.manifest.corpus_fingerprint == before
     assert len(after.documents) == 5
-    assert len(list((out / "versions").iterdir())) == 2  # the live one and the debris
-    # The next build cleans up the interrupted one.
+    # The next build cleans up whatever an interrupted build left behind.
+    (out / "versions" / "tmp-interrupted").mkdir()
     report = builder.build(corpus, out)
     assert report.up_to_date
     assert len(list((out / "versions").iterdir())) == 1
+
+
+def test_crash_while_publishing_keeps_the_previous_index(
+    builder: IndexBuilder, corpus_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "idx"
+    builder.build(corpus_copy, out)
+    before = Index.load(out)
+    (corpus_copy / "rudd-2016-10-24.txt").unlink()
+
+    def crash(*args: object) -> None:
+        raise OSError("simulated crash at the swap")
+
+    monkeypatch.setattr("rag.store.layout.os.replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        builder.build(corpus_copy, out)
+    monkeypatch.undo()
+    after = Index.load(out)
+    assert after.manifest.corpus_fingerprint == before.manifest.corpus_fingerprint
+    assert "rudd-2016-10-24" in after.documents
