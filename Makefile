@@ -9,7 +9,7 @@ RAG := $(VENV)/bin/rag
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup index run serve test test-fast lint fmt typecheck eval bench train-reader browser-deps clean
+.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench train-reader browser-deps clean
 
 help:
 	@echo "make run    set up, build the index from corpus/, serve on http://127.0.0.1:8000"
@@ -52,7 +52,7 @@ browser-deps:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 	@test -d tests/browser/node_modules/axe-core || (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
-test: setup browser-deps lint typecheck
+test: setup browser-deps lint typecheck index
 	$(VENV)/bin/pytest
 	$(RAG) eval --set eval/test.jsonl --gate eval/thresholds.toml --report reports/eval-test
 
@@ -61,6 +61,13 @@ test-fast: setup
 
 eval: setup
 	$(RAG) eval --set eval/dev.jsonl --set eval/test.jsonl --report reports/eval
+
+# SQuAD 2.0 subset (../shared/benchmarks): reading comprehension (each question sees only its
+# own paragraph) and open retrieval over all 83 paragraphs. Measurement only, never tuning.
+SQUAD ?= ../shared/benchmarks/squad2-dev-subset
+eval-squad: setup
+	$(RAG) eval --set $(SQUAD)/questions.jsonl --corpus $(SQUAD)/corpus --rc --no-baseline --report reports/squad-rc
+	$(RAG) eval --set $(SQUAD)/questions.jsonl --corpus $(SQUAD)/corpus --report reports/squad-open
 
 bench: setup
 	$(PY) bench/index_build.py
