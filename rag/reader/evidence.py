@@ -44,10 +44,44 @@ def _metadata_text(doc: Document) -> str:
     )
 
 
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+
+
+def metadata_spans(doc: Document) -> list[tuple[int, int, str]]:
+    """Where the document's own metadata (authors, recipients, date...) stands in its text."""
+    meta = doc.metadata
+    values: list[tuple[str, str]] = [(a, "author") for a in meta.authors]
+    values += [(r, "recipient") for r in meta.recipients]
+    values += [(c, "copied") for c in meta.copied_to]
+    values += [(r, "reference") for r in meta.references]
+    if meta.date and len(meta.date) == 10:
+        year, month, day = meta.date.split("-")
+        values.append((f"{int(day)} {_MONTHS[int(month) - 1]} {year}", "date"))
+    spans = []
+    for value, kind in values:
+        for variant in {value, value.upper(), value.title()}:
+            start = doc.text.find(variant)
+            while start >= 0:
+                spans.append((start, start + len(variant), kind))
+                start = doc.text.find(variant, start + 1)
+    return spans
+
+
 def collect(
-    question: Question, qvec: np.ndarray, passages: list[Passage], index: Index
+    question: Question,
+    qvec: np.ndarray,
+    passages: list[Passage],
+    index: Index,
+    *,
+    include: list[tuple[str, int]] | None = None,
 ) -> list[EvidenceSentence]:
-    """Sentences overlapping the passages, each with its relevance features."""
+    """Sentences overlapping the passages, each with its relevance features.
+
+    ``include`` adds the sentences holding given (document id, offset) positions, ranked
+    with the passage of their document that ranked best.
+    """
     seen: dict[tuple[str, int], EvidenceSentence] = {}
     for rank, passage in enumerate(passages):
         chunk = passage.chunk
@@ -65,6 +99,16 @@ def collect(
             key = (chunk.document_id, i)
             if key not in seen:
                 seen[key] = EvidenceSentence(chunk.document_id, sent, i, rank)
+    doc_rank: dict[str, int] = {}
+    for rank, passage in enumerate(passages):
+        doc_rank.setdefault(passage.chunk.document_id, rank)
+    for doc_id, offset in include or []:
+        ann = index.annotations.get(doc_id)
+        if ann is None:
+            continue
+        for i, sent in enumerate(ann.sentences):
+            if sent.start <= offset < sent.end and (doc_id, i) not in seen:
+                seen[(doc_id, i)] = EvidenceSentence(doc_id, sent, i, doc_rank.get(doc_id, 0))
     sentences = list(seen.values())
     weights = {t: idf(index, t) for t in question.terms}
     total = sum(weights.values()) or 1.0

@@ -61,6 +61,11 @@ RANKER_FEATURES = {
         "is_entity",
         "is_clause",
         "clause_question",
+        "local_coverage",
+        "head_near",
+        "meta_any",
+        "meta_match",
+        "asks_letter",
     ],
 }
 RANKER_FEATURES["fused"] = RANKER_FEATURES["heuristic"] + [

@@ -20,7 +20,7 @@ from typing import Any
 
 from rag.lexical import stem, words
 from rag.reader.base import Candidate, ReadContext
-from rag.reader.evidence import EvidenceSentence, collect, idf
+from rag.reader.evidence import EvidenceSentence, collect, idf, metadata_spans
 from rag.reader.question import AnswerType, Question
 from rag.reader.spans import SpanCandidate, candidates
 
@@ -145,6 +145,14 @@ def span_features(
         )
     else:
         distance = 200
+    # Question terms just around the span (within 40 characters on either side of it,
+    # inside its sentence): "Councillor Paul Lakin" for "which councillor", "backed by
+    # £1.24 million of Government funding" for "how much funding".
+    lo = max(sentence.span.start, cand.start - 40)
+    hi = min(sentence.span.end, cand.end + 40)
+    near = {stem(w) for w in words(doc_text[lo : cand.start] + " " + doc_text[cand.end : hi])}
+    head = stem(question.head) if question.head else None
+    local = sum(1 for t in qterms if t in near) / len(qterms) if qterms else 0.0
     n_words = len(cand_words)
     clause = question.wants_clause
     length_penalty = max(0, n_words - (25 if clause else 6)) / 10.0
@@ -161,6 +169,8 @@ def span_features(
         "capitalised": sum(1 for w in raw_words if w[:1].isupper()) / len(raw_words),
         "has_digit": 1.0 if any(ch.isdigit() for ch in surface) else 0.0,
         "is_chain": 1.0 if cand.source == "chain" else 0.0,
+        "local_coverage": local,
+        "head_near": 1.0 if head is not None and (head in near or head in cand_terms) else 0.0,
         "overlap": overlap,
         "proximity": 1.0 / (1.0 + distance / 40.0),
         "length_penalty": length_penalty,
@@ -202,8 +212,37 @@ class HeuristicReader:
         return collect(context.question, context.question_vector, context.passages, context.index)
 
     def read(self, context: ReadContext) -> list[Candidate]:
-        sentences = self.evidence(context)[: self.top_sentences]
-        return calibrate(self.candidates_of(context, sentences), self.weights)
+        return calibrate(self.candidates_of(context, self.sentences(context)), self.weights)
+
+    def sentences(self, context: ReadContext) -> list[EvidenceSentence]:
+        """The sentences to read: the most relevant, plus, for a question about a letter
+        itself (who wrote it, to whom, when), the sentences stating that in the retrieved
+        documents (a signature line rarely resembles the question)."""
+        include: list[tuple[str, int]] = []
+        if context.question.cues:
+            documents = dict.fromkeys(p.chunk.document_id for p in context.passages[:3])
+            for doc_id in documents:
+                doc = context.index.documents[doc_id]
+                include += [
+                    (doc_id, start)
+                    for start, _, kind in metadata_spans(doc)
+                    if kind in context.question.cues
+                ]
+        evidence = collect(
+            context.question,
+            context.question_vector,
+            context.passages,
+            context.index,
+            include=include,
+        )
+        wanted = {(d, o) for d, o in include}
+        top = evidence[: self.top_sentences]
+        extra = [
+            e
+            for e in evidence[self.top_sentences :]
+            if any(d == e.document_id and e.span.start <= o < e.span.end for d, o in wanted)
+        ]
+        return top + extra
 
     def candidates_of(
         self, context: ReadContext, sentences: list[EvidenceSentence]
@@ -212,25 +251,45 @@ class HeuristicReader:
         question = context.question
         clauses = question.wants_clause or question.primary_type is AnswerType.THING
         out: list[Candidate] = []
+        cache: dict[object, object] = {}
         for sentence in sentences:
             doc_id = sentence.document_id
             text = context.index.documents[doc_id].text
             entities = context.index.annotations[doc_id].entities
             for span in candidates(text, sentence.span, entities, clauses=clauses):
-                cand = span_candidate_features(context, sentence, span, f"heuristic:{span.source}")
+                source = f"heuristic:{span.source}"
+                cand = span_candidate_features(context, sentence, span, source, cache)
                 if cand is not None:
                     out.append(cand)
         return out
 
 
 def span_candidate_features(
-    context: ReadContext, sentence: EvidenceSentence, span: SpanCandidate, source: str
+    context: ReadContext,
+    sentence: EvidenceSentence,
+    span: SpanCandidate,
+    source: str,
+    cache: dict[object, object] | None = None,
 ) -> Candidate | None:
-    """A candidate for ``span`` with every heuristic feature, or None if it cannot answer."""
+    """A candidate for ``span`` with every heuristic feature, or None if it cannot answer.
+
+    ``cache`` (one dict per question) keeps per-sentence and per-document work from
+    being repeated for every span.
+    """
     index, question = context.index, context.question
+    cache = {} if cache is None else cache
     doc = index.documents[sentence.document_id]
     sent = sentence.span
-    positions = _term_positions(doc.text[sent.start : sent.end], sent.start, set(question.terms))
+    key = ("positions", sentence.document_id, sent.start)
+    if key not in cache:
+        cache[key] = _term_positions(
+            doc.text[sent.start : sent.end], sent.start, set(question.terms)
+        )
+    positions: list[int] = cache[key]  # type: ignore[assignment]
+    meta_key = ("meta", doc.id)
+    if meta_key not in cache:
+        cache[meta_key] = metadata_spans(doc)
+    meta: list[tuple[int, int, str]] = cache[meta_key]  # type: ignore[assignment]
     top = math.log(1.0 + max(len(index.chunks), 1))
 
     def specificity(cand_terms: list[str]) -> float:
@@ -242,6 +301,10 @@ def span_candidate_features(
     feats = span_features(question, span, doc.text, sentence, positions, specificity)
     if feats is None:
         return None
+    kinds = {kind for start, end, kind in meta if start < span.end and span.start < end}
+    feats["meta_any"] = 1.0 if kinds else 0.0
+    feats["meta_match"] = 1.0 if kinds & question.cues else 0.0
+    feats["asks_letter"] = 1.0 if question.cues else 0.0
     return Candidate(
         document_id=doc.id,
         start=span.start,

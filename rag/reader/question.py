@@ -83,6 +83,9 @@ class Question:
     numbers: list[str] = field(default_factory=list)  # years and numbers the question states
     head: str | None = None  # head noun of "which X"/"what X"
     wh: str | None = None
+    #: What the question asks about the document itself: "author", "recipient",
+    #: "copied", "date", "reference" (see ``letter_cues``).
+    cues: frozenset[str] = frozenset()
 
     @property
     def primary_type(self) -> AnswerType:
@@ -185,6 +188,25 @@ _GENERIC = words_set(
 )
 
 
+_CUES = {
+    "author": re.compile(
+        r"\b(wrote|write|written by|signed|signatory|sent|sender|author|from whom|came from)\b",
+        re.I,
+    ),
+    "recipient": re.compile(
+        r"\b(to whom|addressed|recipient|sent to|written to|wrote to|letter to|note to)\b", re.I
+    ),
+    "copied": re.compile(r"\b(copied|cc|copy|copies)\b", re.I),
+    "date": re.compile(r"\b(dated?|when)\b.*\b(letter|note|statement|written|sent|signed)\b", re.I),
+    "reference": re.compile(r"\b(reference|ref)\b", re.I),
+}
+
+
+def letter_cues(text: str) -> frozenset[str]:
+    """Which facts about a letter itself (its author, recipients, date...) a question asks."""
+    return frozenset(name for name, pattern in _CUES.items() if pattern.search(text))
+
+
 def analyse(text: str, nlp: Language | None = None) -> Question:
     """Analyse a question; ``nlp`` adds named entities (proper names) when given."""
     types, head, wh = expected_types(text)
@@ -208,4 +230,5 @@ def analyse(text: str, nlp: Language | None = None) -> Question:
         numbers=numbers,
         head=head,
         wh=wh,
+        cues=letter_cues(text),
     )
