@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,6 +32,7 @@ class EvidenceSentence:
     features: dict[str, float] = field(default_factory=dict)
     relevance: float = 0.0
     rank: int = 0  # 0-based rank by relevance among the question's sentences
+    metadata: bool = False  # states the document's author, recipient, date or reference
 
 
 def idf(index: Index, term: str) -> float:
@@ -107,8 +110,10 @@ def collect(
         if ann is None:
             continue
         for i, sent in enumerate(ann.sentences):
-            if sent.start <= offset < sent.end and (doc_id, i) not in seen:
-                seen[(doc_id, i)] = EvidenceSentence(doc_id, sent, i, doc_rank.get(doc_id, 0))
+            if sent.start <= offset < sent.end:
+                if (doc_id, i) not in seen:
+                    seen[(doc_id, i)] = EvidenceSentence(doc_id, sent, i, doc_rank.get(doc_id, 0))
+                seen[(doc_id, i)].metadata = True
     sentences = list(seen.values())
     weights = {t: idf(index, t) for t in question.terms}
     total = sum(weights.values()) or 1.0
@@ -121,6 +126,40 @@ def collect(
         ev.features["sentence_rank"] = math.log1p(rank)
         ev.features["cos_gap"] = sentences[0].features["cos"] - ev.features["cos"]
     return sentences
+
+
+_CAPITALISED_RUN = re.compile(r"\b[A-Z][\w’'-]*(?:\s+(?:(?:of|for|and|the|&)\s+)*[A-Z][\w’'-]*)+")
+
+
+@lru_cache(maxsize=256)
+def document_acronyms(text: str) -> frozenset[str]:
+    """Acronyms a document's capitalised names make: "UK Independence Party" -> UKIP.
+
+    A word in capitals contributes all its letters ("UK"), any other capitalised word its
+    initial; small joining words are skipped. Lets "UKIP" or "CSE" in a question be found
+    in a document that spells the name out.
+    """
+    found: set[str] = set()
+    for match in _CAPITALISED_RUN.finditer(text):
+        parts = [w for w in match.group().split() if w[0].isupper()]
+        for i in range(len(parts)):
+            letters = ""
+            for word in parts[i:]:
+                letters += word if word.isupper() else word[0]
+                if len(letters) >= 2:
+                    found.add(letters.upper())
+    return frozenset(found)
+
+
+def _named_in(name: str, present: set[str], acronyms: frozenset[str]) -> bool:
+    """Whether every word of a name from the question is found (acronyms expanded)."""
+    for word in name.split():
+        bare = word.strip(".,;:()’'\"")
+        if bare.isupper() and len(bare) >= 2 and bare in acronyms:
+            continue
+        if not set(terms(bare)) <= present:
+            return False
+    return True
 
 
 def _coverage(present: set[str], weights: dict[str, float], total: float) -> float:
@@ -146,11 +185,12 @@ def _features(
     window_terms = set(terms(window_text))
     row = index.sentence_row0[ev.document_id] + ev.index_in_document
     cos = float(index.sentence_vectors[row] @ qvec)
-    entity_terms = [set(terms(e)) for e in question.entities]
-    entity_terms = [e for e in entity_terms if e]
-    missing = sum(1 for e in entity_terms if not e <= window_terms)
-    doc_terms_missing = sum(1 for e in entity_terms if not e <= doc_terms)
+    names = [e for e in question.entities if terms(e)]
+    acronyms = document_acronyms(doc.text)
+    missing = sum(1 for e in names if not _named_in(e, window_terms, acronyms))
+    doc_terms_missing = sum(1 for e in names if not _named_in(e, doc_terms, acronyms))
     numbers_missing = sum(1 for n in question.numbers if n not in window_text)
+    numbers_missing_doc = sum(1 for n in question.numbers if n not in doc.text)
     ev.features = {
         "cos": cos,
         "coverage": _coverage(sent_terms, weights, total),
@@ -158,6 +198,7 @@ def _features(
         "missing_entities": float(missing),
         "missing_entities_doc": float(doc_terms_missing),
         "missing_numbers": float(numbers_missing),
+        "missing_numbers_doc": float(numbers_missing_doc),
         "passage_rank": math.log1p(ev.passage_rank),
     }
     ev.relevance = (

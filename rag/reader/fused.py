@@ -26,8 +26,8 @@ from rag.reader.base import Candidate, ReadContext
 from rag.reader.evidence import EvidenceSentence
 from rag.reader.heuristic import (
     WEIGHTS_FILE,
+    FittedReader,
     HeuristicReader,
-    ReaderWeights,
     calibrate,
     span_candidate_features,
 )
@@ -141,42 +141,28 @@ def _qa_spans(windows: list[_Window], max_tokens: int, top_n: int) -> list[tuple
     return [k for k, _ in sorted(scored.items(), key=lambda kv: -kv[1])[:top_n]]
 
 
-class TransformersReader:
+class TransformersReader(FittedReader):
     """A local extractive-QA checkpoint on its own, scored by its own logits and null score."""
 
     name = "transformers"
 
     def __init__(self, model_path: str, weights_path: Path = WEIGHTS_FILE) -> None:
+        super().__init__(weights_path)
         self.model_path = model_path
-        self.weights_path = weights_path
         self.qa = qa_model_from_folder(model_path)
-        self._weights: ReaderWeights | None = None
         self._heuristic = HeuristicReader(weights_path)
 
     def warm_up(self) -> None:
         self.qa.warm_up()
         self._heuristic.warm_up()
-        if self._weights is None:
-            self._weights = ReaderWeights.load(self.name, self.weights_path)
-
-    @property
-    def weights(self) -> ReaderWeights:
-        self.warm_up()
-        assert self._weights is not None
-        return self._weights
-
-    @property
-    def threshold(self) -> float:
-        return self.weights.threshold
+        super().warm_up()
 
     def _pool(self, context: ReadContext, *, with_heuristic: bool) -> list[Candidate]:
         evidence = self._heuristic.evidence(context)
         windows = _windows(self.qa, context.question.text, context.passages)
         pool: dict[tuple[str, int, int], Candidate] = {}
         if with_heuristic:
-            for cand in self._heuristic.candidates_of(
-                context, evidence[: self._heuristic.top_sentences]
-            ):
+            for cand in self._heuristic.candidates_of(context, self._heuristic.select(evidence)):
                 pool[(cand.document_id, cand.start, cand.end)] = cand
         qa_keys = _qa_spans(windows, self.qa.max_answer_tokens, QA_TOP_N)
         for key in qa_keys:

@@ -26,6 +26,10 @@ from rag.reader.spans import SpanCandidate, candidates
 
 WEIGHTS_FILE = Path(__file__).with_name("weights.json")
 
+#: Highest score of an answer whose document never mentions a name or number from the
+#: question.
+UNGROUNDED_CAP = 0.02
+
 #: Sentences whose spans are considered; more costs time and rarely helps.
 TOP_SENTENCES = 8
 
@@ -101,6 +105,12 @@ def calibrate(candidates: list[Candidate], weights: ReaderWeights) -> list[Candi
         margin = cand.features["logit"] - other.features["logit"] if other is not cand else 5.0
         cand.features["margin"] = margin
         cand.score = weights.calibration(cand.features)
+        if cand.features.get("missing_entities_doc", 0.0) or cand.features.get(
+            "missing_numbers_doc", 0.0
+        ):
+            # A name (a place, a body, a person) or a number (a year) the question states
+            # that the answer's document never mentions: the answer is about something else.
+            cand.score = min(cand.score, UNGROUNDED_CAP)
     return candidates
 
 
@@ -181,10 +191,10 @@ def span_features(
     }
 
 
-class HeuristicReader:
-    """Typed-span reader over index-time annotations; no model of its own beyond retrieval's."""
+class FittedReader:
+    """A reader whose ranker, calibration and threshold come from ``weights.json``."""
 
-    name = "heuristic"
+    name = "fitted"
 
     def __init__(self, weights_path: Path = WEIGHTS_FILE) -> None:
         self.weights_path = weights_path
@@ -204,20 +214,23 @@ class HeuristicReader:
     def threshold(self) -> float:
         return self.weights.threshold
 
+
+class HeuristicReader(FittedReader):
+    """Typed-span reader over index-time annotations; no model of its own beyond retrieval's."""
+
+    name = "heuristic"
+
     #: Sentences whose spans are considered.
     top_sentences = TOP_SENTENCES
 
-    def evidence(self, context: ReadContext) -> list[EvidenceSentence]:
-        """The question's candidate sentences, most relevant first."""
-        return collect(context.question, context.question_vector, context.passages, context.index)
-
     def read(self, context: ReadContext) -> list[Candidate]:
-        return calibrate(self.candidates_of(context, self.sentences(context)), self.weights)
+        sentences = self.select(self.evidence(context))
+        return calibrate(self.candidates_of(context, sentences), self.weights)
 
-    def sentences(self, context: ReadContext) -> list[EvidenceSentence]:
-        """The sentences to read: the most relevant, plus, for a question about a letter
-        itself (who wrote it, to whom, when), the sentences stating that in the retrieved
-        documents (a signature line rarely resembles the question)."""
+    def evidence(self, context: ReadContext) -> list[EvidenceSentence]:
+        """Every sentence of the passages, most relevant first; for a question about a letter
+        itself (who wrote it, to whom, when) also the sentences of the retrieved documents
+        that state it (a signature line rarely resembles the question)."""
         include: list[tuple[str, int]] = []
         if context.question.cues:
             documents = dict.fromkeys(p.chunk.document_id for p in context.passages[:3])
@@ -228,21 +241,18 @@ class HeuristicReader:
                     for start, _, kind in metadata_spans(doc)
                     if kind in context.question.cues
                 ]
-        evidence = collect(
+        return collect(
             context.question,
             context.question_vector,
             context.passages,
             context.index,
             include=include,
         )
-        wanted = {(d, o) for d, o in include}
+
+    def select(self, evidence: list[EvidenceSentence]) -> list[EvidenceSentence]:
+        """The sentences whose spans are read: the most relevant and the metadata ones."""
         top = evidence[: self.top_sentences]
-        extra = [
-            e
-            for e in evidence[self.top_sentences :]
-            if any(d == e.document_id and e.span.start <= o < e.span.end for d, o in wanted)
-        ]
-        return top + extra
+        return top + [e for e in evidence[self.top_sentences :] if e.metadata]
 
     def candidates_of(
         self, context: ReadContext, sentences: list[EvidenceSentence]

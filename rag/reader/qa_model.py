@@ -340,23 +340,9 @@ class QAModel:
             raise ValueError("contexts must be a sequence of strings, not one string")
         if top_n < 1:
             raise ValueError(f"top_n must be at least 1, got {top_n}")
-        if not contexts:
-            return []
-        self.warm_up()
-        windows = encode_windows(
-            self._tokenizer,
-            [question] * len(contexts),
-            list(contexts),
-            max_seq_len=self.max_seq_len,
-            doc_stride=self.doc_stride,
-            max_query_tokens=self.max_query_tokens,
-        )
-        if not windows:
-            return []
-        logits = self._run(windows)
         null_scores: dict[int, float] = {}
         best: dict[tuple[int, int, int], tuple[float, float]] = {}
-        for window, (start_logits, end_logits) in zip(windows, logits, strict=True):
+        for window, start_logits, end_logits in self.window_logits(question, contexts):
             spans, null = decode_window(
                 start_logits,
                 end_logits,

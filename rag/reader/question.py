@@ -181,6 +181,27 @@ def expected_types(text: str) -> tuple[dict[AnswerType, float], str | None, str 
     return {AnswerType.THING: 1.0}, head, wh
 
 
+#: Entity labels that name something the answer must be about (dates and numbers are
+#: grounded separately, as numbers).
+_NAME_LABELS = {
+    "PERSON",
+    "ORG",
+    "GPE",
+    "LOC",
+    "NORP",
+    "FAC",
+    "EVENT",
+    "LAW",
+    "PRODUCT",
+    "WORK_OF_ART",
+}
+_NOT_NAMES = {"DATE", "TIME", "CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT"}
+
+
+def _strip_possessive(name: str) -> str:
+    return re.sub(r"['’]s?$", "", name.strip())
+
+
 _YEAR_OR_NUMBER = re.compile(r"\b\d[\d,.]*\b")
 _GENERIC = words_set(
     """letter letters document documents say says said state states stated mention
@@ -217,10 +238,15 @@ def analyse(text: str, nlp: Language | None = None) -> Question:
     entities: list[str] = []
     if nlp is not None:
         doc = nlp(" ".join(text.split()))
-        entities = [e.text for e in doc.ents if e.label_ not in ("ORDINAL",)]
+        entities = [_strip_possessive(e.text) for e in doc.ents if e.label_ in _NAME_LABELS]
         entities += [
-            t.text for t in doc if t.pos_ == "PROPN" and not any(t.text in e for e in entities)
+            _strip_possessive(t.text)
+            for t in doc
+            if t.pos_ == "PROPN"
+            and t.ent_type_ not in _NOT_NAMES
+            and not any(t.text in e for e in entities)
         ]
+        entities = [e for e in entities if e.strip()]
     numbers = _YEAR_OR_NUMBER.findall(text)
     return Question(
         text=text,

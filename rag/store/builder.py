@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import DocumentLoadError, RagError
 from rag.ingest import discover, document_id, load_document
 from rag.lexical import terms
-from rag.store.files import sha256_bytes, sha256_file, write_jsonl
+from rag.store.files import fsync_path, sha256_bytes, sha256_file, write_jsonl
 from rag.store.index import (
     ANNOTATIONS,
     CHUNKS,
@@ -407,12 +406,4 @@ class IndexBuilder:
         manifest.build_seconds = round(time.perf_counter() - started, 3)
         manifest.write(folder, names)
         for name in names:
-            _fsync_file(folder / name)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(folder / name)

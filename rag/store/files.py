@@ -48,8 +48,8 @@ def write_json(path: Path, data: Any) -> None:
         os.fsync(handle.fileno())
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in ``path`` durable."""
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (a rename, a new file), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rag.store.files import fsync_dir
+from rag.store.files import fsync_path
 
 CURRENT = "current"
 VERSIONS = "versions"
@@ -49,13 +49,13 @@ def publish(index_dir: Path, tmp_dir: Path) -> Path:
     """Rename the finished build into place and atomically point ``current`` at it."""
     final = tmp_dir.with_name(tmp_dir.name.removeprefix(TMP_PREFIX))
     os.rename(tmp_dir, final)
-    fsync_dir(final.parent)
+    fsync_path(final.parent)
     link_tmp = index_dir / f".{CURRENT}.new"
     if link_tmp.is_symlink() or link_tmp.exists():
         link_tmp.unlink()
     os.symlink(Path(VERSIONS) / final.name, link_tmp)
     os.replace(link_tmp, index_dir / CURRENT)
-    fsync_dir(index_dir)
+    fsync_path(index_dir)
     return final
 
 

