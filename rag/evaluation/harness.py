@@ -20,6 +20,7 @@ from rag.evaluation.runner import (
     best_threshold,
     citation_metrics,
     latency,
+    reliability,
     run_answers,
     run_retrieval,
     threshold_sweep,
@@ -146,6 +147,7 @@ def evaluate(settings: Settings, options: EvalOptions) -> dict[str, Any]:
             "answers": answer_metrics(preds, pipeline.threshold),
             "citations": citation_metrics(preds),
             "best_threshold_on_this_set": best_threshold(sweep),
+            "reliability": reliability(preds),
             "sweep": sweep,
             "latency_ms": latency(preds),
         }

@@ -142,6 +142,22 @@ def markdown(report: dict[str, Any]) -> str:
         _table(["threshold", "F1", "ans F1", "unans abstained", "ans abstained"], sweep_rows),
         "",
     ]
+    out += [
+        "## Is a higher score more often right? (primary reader)",
+        "",
+        "Mean F1 of the best candidate by score bin (an unanswerable question counts 0).",
+        "",
+    ]
+    out += [
+        _table(
+            ["score", "questions", "mean F1"],
+            [
+                [f"{r['from']:.1f}–{r['to']:.1f}", int(r["n"]), r["mean_f1"]]
+                for r in primary.get("reliability", [])
+            ],
+        ),
+        "",
+    ]
     out += ["## Latency (ms, primary reader)", ""]
     out += [
         _table(
@@ -302,6 +318,10 @@ def html_page(report: dict[str, Any]) -> str:
             [(s, v["p50"], v["p95"]) for s, v in primary["latency_ms"].items()],
         )
     )
+    reliability_rows = [
+        [f"{r['from']:.1f}–{r['to']:.1f}", int(r["n"]), r["mean_f1"]]
+        for r in primary.get("reliability", [])
+    ]
     failures = "".join(
         f"<details><summary><b>{html.escape(f['id'])}</b> {html.escape(f['question'])} — "
         f"gold {html.escape(str(f['gold']))}, predicted {html.escape(repr(f['prediction']))}"
@@ -325,6 +345,9 @@ documents / {meta["chunks"]} chunks; retrieval {html.escape(meta["retrieval_mode
 {html.escape(meta["created_at"])}.</p>
 <h2>Answers</h2>{_html_table(READER_HEADERS, reader_rows(report))}
 <div class="charts">{"".join(charts)}</div>
+<h2>Is a higher score more often right?</h2>
+<p>Mean F1 of the primary reader's best candidate by score bin (unanswerable questions count 0).</p>
+{_html_table(["score", "questions", "mean F1"], reliability_rows)}
 <h2>Retrieval by evidence</h2>{_html_table(RETRIEVAL_HEADERS, retrieval_rows(report, BY_EV))}
 <h2>Retrieval by document</h2>{_html_table(RETRIEVAL_HEADERS, retrieval_rows(report, BY_DOC))}
 <p>Haystack baseline: same chunks and embedding model through Haystack's components; its reader

@@ -149,6 +149,26 @@ def best_threshold(sweep: Sequence[dict[str, float]]) -> float:
     return max(sweep, key=lambda r: (round(r["f1"], 6), -r["threshold"]))["threshold"]
 
 
+def reliability(predictions: Sequence[Prediction], bins: int = 5) -> list[dict[str, float]]:
+    """Is a higher score more often right? Mean F1 of the best candidate per score bin.
+
+    An unanswerable question counts as wrong for any candidate (the right output is
+    none), so a bin's F1 is the chance that answering at that score is right.
+    """
+    rows = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = [
+            p
+            for p in predictions
+            if p.best is not None
+            and (lo <= p.best_score < hi or (b == bins - 1 and p.best_score == 1.0))
+        ]
+        f1s = [f1_score(p.best, p.item.answers) if p.item.answerable else 0.0 for p in inside]
+        rows.append({"from": lo, "to": hi, "n": float(len(inside)), "mean_f1": _mean(f1s)})
+    return rows
+
+
 def citation_metrics(predictions: Sequence[Prediction]) -> dict[str, float]:
     """Share of answers to answerable questions citing a gold document at valid offsets."""
     answered = [p for p in predictions if p.answer is not None and p.item.answerable]
