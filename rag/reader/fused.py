@@ -185,6 +185,27 @@ def _qa_spans(windows: list[_Window], max_tokens: int, top_n: int) -> list[tuple
     return [k for k, _ in sorted(scored.items(), key=lambda kv: -kv[1])[:top_n]]
 
 
+_OPENERS = "([{\"“‘'"
+_CLOSERS = ".,;:!?)]}\"”’'"
+
+
+def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a span to whole whitespace-delimited words, minus outer punctuation.
+
+    The model's sub-word tokens can stop inside a word ("M11295" of "M11295/16"); a cited
+    answer never cuts a word in two.
+    """
+    while start > 0 and not text[start - 1].isspace() and text[start - 1] not in _OPENERS:
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    while end > start + 1 and text[end - 1] in _CLOSERS:
+        end -= 1
+    while start < end - 1 and text[start] in _OPENERS:
+        start += 1
+    return start, end
+
+
 class TransformersReader(FittedReader):
     """A local extractive-QA checkpoint on its own, scored by its own logits and null score."""
 
@@ -211,7 +232,13 @@ class TransformersReader(FittedReader):
         if with_heuristic:
             for cand in self._heuristic.candidates_of(context, self._heuristic.select(evidence)):
                 pool[(cand.document_id, cand.start, cand.end)] = cand
-        qa_keys = _qa_spans(windows, self.qa.max_answer_tokens, QA_TOP_N)
+        docs = context.index.documents
+        qa_keys = list(
+            dict.fromkeys(
+                (doc_id, *snap_to_words(docs[doc_id].text, start, end))
+                for doc_id, start, end in _qa_spans(windows, self.qa.max_answer_tokens, QA_TOP_N)
+            )
+        )
         for key in qa_keys:
             if key not in pool:
                 found = self._candidate_for(context, evidence, *key)

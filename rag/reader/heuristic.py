@@ -21,7 +21,7 @@ from typing import Any
 from rag.lexical import stem, words
 from rag.reader.base import Candidate, ReadContext
 from rag.reader.evidence import EvidenceSentence, collect, idf, metadata_spans
-from rag.reader.question import AnswerType, Question
+from rag.reader.question import AnswerType, Question, has_shape
 from rag.reader.spans import SpanCandidate, candidates
 
 WEIGHTS_FILE = Path(__file__).with_name("weights.json")
@@ -29,6 +29,10 @@ WEIGHTS_FILE = Path(__file__).with_name("weights.json")
 #: Highest score of an answer whose document never mentions a name or number from the
 #: question.
 UNGROUNDED_CAP = 0.02
+
+#: Highest score of a span that cannot have the answer's shape: no number for "how many",
+#: no date for "what date" (see ``question.required_shape``).
+WRONG_SHAPE_CAP = 0.05
 
 #: Sentences whose spans are considered; more costs time and rarely helps.
 TOP_SENTENCES = 8
@@ -111,6 +115,9 @@ def calibrate(candidates: list[Candidate], weights: ReaderWeights) -> list[Candi
             # A name (a place, a body, a person) or a number (a year) the question states
             # that the answer's document never mentions: the answer is about something else.
             cand.score = min(cand.score, UNGROUNDED_CAP)
+        elif cand.features.get("wrong_shape", 0.0):
+            # "How many ...?" answered without a number, "what date ...?" without a date.
+            cand.score = min(cand.score, WRONG_SHAPE_CAP)
     return candidates
 
 
@@ -315,11 +322,15 @@ def span_candidate_features(
     feats["meta_any"] = 1.0 if kinds else 0.0
     feats["meta_match"] = 1.0 if kinds & question.cues else 0.0
     feats["asks_letter"] = 1.0 if question.cues else 0.0
+    text = doc.text[span.start : span.end]
+    feats["wrong_shape"] = (
+        1.0 if question.shape is not None and not has_shape(text, question.shape) else 0.0
+    )
     return Candidate(
         document_id=doc.id,
         start=span.start,
         end=span.end,
-        text=doc.text[span.start : span.end],
+        text=text,
         sentence=sent,
         score=0.0,
         features=feats,

@@ -86,6 +86,9 @@ class Question:
     #: What the question asks about the document itself: "author", "recipient",
     #: "copied", "date", "reference" (see ``letter_cues``).
     cues: frozenset[str] = frozenset()
+    #: "number" or "date" when the question can only be answered by a span holding one
+    #: ("how many ...?", "on what date ...?"); see ``required_shape``.
+    shape: str | None = None
 
     @property
     def primary_type(self) -> AnswerType:
@@ -223,6 +226,42 @@ _CUES = {
 }
 
 
+_ASKS_NUMBER = re.compile(r"\bhow (many|much)\b", re.I)
+_ASKS_DATE = re.compile(r"\b(what|which) (date|year|month)\b", re.I)
+_NUMBER_WORDS = words_set(
+    """one two three four five six seven eight nine ten eleven twelve thirteen fourteen
+    fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy
+    eighty ninety hundred thousand million billion dozen dozens hundreds thousands millions
+    half quarter"""
+)
+_DATE_WORDS = words_set(
+    """january february march april may june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday thursday
+    friday saturday sunday today yesterday tomorrow"""
+)
+
+
+def required_shape(text: str) -> str | None:
+    """What any answer to the question must contain: "number", "date" or nothing.
+
+    Only for the unambiguous forms: "how many/how much" wants a quantity and "what
+    date/year/month" a date. "When ...?" is left out: it is often answered by a clause.
+    """
+    if _ASKS_NUMBER.search(text):
+        return "number"
+    if _ASKS_DATE.search(text):
+        return "date"
+    return None
+
+
+def has_shape(span_text: str, shape: str) -> bool:
+    """Whether a span can answer a question of ``shape``: a digit or a number/date word."""
+    if any(ch.isdigit() for ch in span_text):
+        return True
+    vocab = _NUMBER_WORDS if shape == "number" else _DATE_WORDS
+    return any(w.removesuffix("'s") in vocab for w in words(span_text))
+
+
 def letter_cues(text: str) -> frozenset[str]:
     """Which facts about a letter itself (its author, recipients, date...) a question asks."""
     return frozenset(name for name, pattern in _CUES.items() if pattern.search(text))
@@ -257,4 +296,5 @@ def analyse(text: str, nlp: Language | None = None) -> Question:
         head=head,
         wh=wh,
         cues=letter_cues(text),
+        shape=required_shape(text),
     )

@@ -44,7 +44,9 @@ def test_real_server_answers_with_a_citation(index_dir: Path) -> None:
         else:
             pytest.fail("server never became ready")
         r = httpx.post(
-            f"{base}/v1/ask", json={"question": "What is the CTS reference?"}, timeout=30
+            f"{base}/v1/ask",
+            json={"question": "What is the CTS reference of the Home Office letter?"},
+            timeout=30,
         )
         assert r.status_code == 200
         answer = r.json()["answer"]

@@ -14,7 +14,7 @@ import pytest
 from rag.config import ReaderKind, Settings
 from rag.errors import ModelLoadError
 from rag.pipeline import Pipeline, make_reader
-from rag.reader.fused import FusedReader, TransformersReader
+from rag.reader.fused import FusedReader, TransformersReader, snap_to_words
 
 pytestmark = pytest.mark.slow
 
@@ -70,3 +70,19 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     reader = FusedReader(str(tmp_path / "no-model"))
     with pytest.raises(ModelLoadError, match="no-model"):
         reader.warm_up()
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "expected"),
+    [
+        ("CTS Reference: M11295/16", "M11295", "M11295/16"),  # sub-word stop widened
+        ("backed by £1.24 million of funding.", "1.24 million", "£1.24 million"),
+        ("replied on 24 October.", "24 October", "24 October"),  # full stop stays out
+        ("the Unit (CSERU) operates", "CSERU", "CSERU"),  # brackets stay out
+        ("Rotherham’s council", "Rotherham", "Rotherham’s"),
+    ],
+)
+def test_model_spans_snap_to_whole_words(text: str, span: str, expected: str) -> None:
+    start = text.index(span)
+    s, e = snap_to_words(text, start, start + len(span))
+    assert text[s:e] == expected

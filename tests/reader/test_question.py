@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.reader.question import AnswerType as T
-from rag.reader.question import analyse
+from rag.reader.question import analyse, has_shape
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,33 @@ def test_key_terms_drop_wh_words_and_the_head_noun() -> None:
 
 def test_numbers_in_the_question_are_kept_for_grounding() -> None:
     assert analyse("What happened in 2015 to the 145 cases?").numbers == ["2015", "145"]
+
+
+@pytest.mark.parametrize(
+    ("question", "shape"),
+    [
+        ("How many councillors signed the letter?", "number"),
+        ("How much funding backs the unit?", "number"),
+        ("On what date is the debate?", "date"),
+        ("In which year was the guidance issued?", "date"),
+        ("When did the council reply?", None),  # often a clause: no shape required
+        ("Who wrote to Lucy Allan?", None),
+    ],
+)
+def test_required_shape(question: str, shape: str | None) -> None:
+    assert analyse(question).shape == shape
+
+
+@pytest.mark.parametrize(
+    ("span", "shape", "fits"),
+    [
+        ("1,400", "number", True),
+        ("two senior Ministers", "number", True),
+        ("Rotherham Metropolitan Borough Council", "number", False),
+        ("May’s local elections", "date", True),
+        ("24 October 2016", "date", True),
+        ("The Conservative Councillors", "date", False),
+    ],
+)
+def test_has_shape(span: str, shape: str, fits: bool) -> None:
+    assert has_shape(span, shape) is fits
