@@ -185,24 +185,71 @@ def _qa_spans(windows: list[_Window], max_tokens: int, top_n: int) -> list[tuple
     return [k for k, _ in sorted(scored.items(), key=lambda kv: -kv[1])[:top_n]]
 
 
-_OPENERS = "([{\"“‘'"
-_CLOSERS = ".,;:!?)]}\"”’'"
+#: Characters that join the parts of one word-like token: "M11295/16", "1,400", "1.24",
+#: "10:30".
+_JOINERS = "/.,:"
+#: Punctuation trimmed from the ends of a span, and brackets or quotes trimmed when the
+#: span does not hold their partner.
+_TRAILING = ".,;:!?"
+_LEADING = ",;:.!?"
+_PAIRS = {"(": ")", "[": "]", "“": "”", "‘": "’", '"': '"'}
 
 
 def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
-    """Widen a span to whole whitespace-delimited words, minus outer punctuation.
+    """Widen a span that stops inside a word or a number to the whole of it.
 
-    The model's sub-word tokens can stop inside a word ("M11295" of "M11295/16"); a cited
-    answer never cuts a word in two.
+    The model's sub-word tokens can stop inside a token ("M11295" of "M11295/16", "1" of
+    "1,400"); a cited answer never cuts one in two. Only letters and digits, and the
+    joiners between them, are taken in: brackets, quotes, dashes and possessives are
+    left as the model drew them. Then stray punctuation at either end is trimmed: a
+    full stop or comma, or a bracket or quote whose partner is not in the span
+    ("CSE)" -> "CSE", but "1,000 m3/s (35,000 cu ft/s)" stays whole).
     """
-    while start > 0 and not text[start - 1].isspace() and text[start - 1] not in _OPENERS:
-        start -= 1
-    while end < len(text) and not text[end].isspace():
-        end += 1
-    while end > start + 1 and text[end - 1] in _CLOSERS:
-        end -= 1
-    while start < end - 1 and text[start] in _OPENERS:
-        start += 1
+
+    def joined(i: int) -> bool:
+        """Whether text[i] is a joiner with letters or digits on both sides."""
+        return (
+            0 < i < len(text) - 1
+            and text[i] in _JOINERS
+            and text[i - 1].isalnum()
+            and text[i + 1].isalnum()
+        )
+
+    while start > 0 and start < len(text) and text[start].isalnum():
+        if text[start - 1].isalnum():
+            start -= 1
+        elif joined(start - 1) and text[start - 2].isdigit() and text[start].isdigit():
+            start -= 2
+        else:
+            break
+    while 0 < end < len(text) and text[end - 1].isalnum():
+        if text[end].isalnum():
+            end += 1
+        elif joined(end):
+            end += 2
+        else:
+            break
+    return _trim(text, start, end)
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop spaces, stray punctuation and unpaired brackets or quotes from both ends."""
+
+    def unpaired(mark: str, inner: str) -> bool:
+        if mark == '"':
+            return inner.count('"') % 2 == 1
+        partner = _PAIRS.get(mark) or next((o for o, c in _PAIRS.items() if c == mark), None)
+        return partner is not None and partner not in inner
+
+    while end - start > 1:
+        inner = text[start:end]
+        last, first = inner[-1], inner[0]
+        if last.isspace() or last in _TRAILING or unpaired(last, inner):
+            end -= 1
+        elif first.isspace() or first in _LEADING or unpaired(first, inner):
+            start += 1
+        else:
+            break
     return start, end
 
 
