@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.lexical import stem, words
+from rag.lexical import stem, words, words_set
 from rag.reader.base import Candidate, ReadContext
 from rag.reader.evidence import EvidenceSentence, collect, idf, metadata_spans
 from rag.reader.question import AnswerType, Question, has_shape
@@ -38,6 +38,13 @@ WRONG_SHAPE_CAP = 0.05
 TOP_SENTENCES = 8
 
 _WORD_POS = re.compile(r"\S+")
+
+#: Titles and honorifics that do not make a name new: a span of question words plus these
+#: only repeats the question.
+_TITLES = words_set(
+    """the a an mp mps rt hon right honourable mr mrs ms miss dr sir dame lord lady baroness
+    cllr councillor prof professor qc kc obe cbe mbe dbe"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +160,8 @@ def span_features(
     if overlap >= 1.0:
         return None
     q_words = set(words(question.text))
-    if all(w in q_words for w in cand_words):
+    if all(w in q_words or w in _TITLES for w in cand_words):
+        # "Lucy Allan MP" for "Who wrote to Lucy Allan?": the question's own words.
         return None
     if positions:
         distance = min(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from rag.reader.evidence import EvidenceSentence
+from rag.reader.heuristic import span_features
 from rag.reader.question import AnswerType as T
-from rag.reader.spans import candidates, is_junk
+from rag.reader.question import analyse
+from rag.reader.spans import SpanCandidate, candidates, is_junk
 from rag.types import Entity, Span
 
 
@@ -52,3 +55,17 @@ def test_clauses_for_why_questions() -> None:
 def test_junk_spans_are_never_candidates() -> None:
     assert is_junk("they") and is_junk("the") and is_junk("“ ”")
     assert not is_junk("the Council")
+
+
+def test_a_span_of_the_question_s_own_words_and_titles_is_no_answer() -> None:
+    text = "Lucy Allan MP House of Commons. The Rt Hon Amber Rudd MP"
+    question = analyse("Who wrote to Lucy Allan?")
+    sentence = EvidenceSentence("d", Span(0, len(text)), 0, 0)
+
+    def features(span: str) -> dict[str, float] | None:
+        start = text.index(span)
+        cand = SpanCandidate(start, start + len(span), {T.PERSON: 1.0}, "entity")
+        return span_features(question, cand, text, sentence, [], lambda _: 0.5)
+
+    assert features("Lucy Allan MP") is None
+    assert features("The Rt Hon Amber Rudd MP") is not None
