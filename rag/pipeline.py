@@ -57,8 +57,8 @@ def make_reader(settings: Settings, kind: ReaderKind | None = None) -> Reader:
     from rag.reader.fused import FusedReader, TransformersReader
 
     if kind is ReaderKind.TRANSFORMERS:
-        return TransformersReader(settings.reader_model, quantize=settings.reader_quantize)
-    return FusedReader(settings.reader_model, quantize=settings.reader_quantize)
+        return TransformersReader(settings.reader_model, runtime=settings.reader_runtime)
+    return FusedReader(settings.reader_model, runtime=settings.reader_runtime)
 
 
 def load_components(settings: Settings, *, reader: Reader | None = None) -> Components:

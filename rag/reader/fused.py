@@ -43,7 +43,7 @@ QA_TOP_N = 20
 QA_SENTENCES = 6
 
 
-def qa_model_from_folder(path: str, *, quantize: bool = False) -> QAModel:
+def qa_model_from_folder(path: str, *, runtime: str = "torch") -> QAModel:
     """A QAModel with the window settings the model was trained with, when it says so."""
     settings = {"max_seq_len": 384, "doc_stride": 128, "max_answer_tokens": 30}
     manifest = Path(path) / "manifest.json"
@@ -57,7 +57,7 @@ def qa_model_from_folder(path: str, *, quantize: bool = False) -> QAModel:
         max_seq_len=settings["max_seq_len"],
         doc_stride=settings["doc_stride"],
         max_answer_tokens=settings["max_answer_tokens"],
-        quantize=quantize,
+        runtime=runtime,
     )
 
 
@@ -259,11 +259,11 @@ class TransformersReader(FittedReader):
     name = "transformers"
 
     def __init__(
-        self, model_path: str, weights_path: Path = WEIGHTS_FILE, *, quantize: bool = False
+        self, model_path: str, weights_path: Path = WEIGHTS_FILE, *, runtime: str = "torch"
     ) -> None:
         super().__init__(weights_path)
         self.model_path = model_path
-        self.qa = qa_model_from_folder(model_path, quantize=quantize)
+        self.qa = qa_model_from_folder(model_path, runtime=runtime)
         self._heuristic = HeuristicReader(weights_path)
 
     def warm_up(self) -> None:

@@ -208,6 +208,11 @@ def decode_window(
     return spans, null
 
 
+#: How the QA model runs: "torch" (fp32), "int8" (torch, dynamically quantised linear
+#: layers), "onnx" (fp32 through ONNX Runtime).
+RUNTIMES = ("torch", "int8", "onnx")
+
+
 def _is_local(model_name_or_path: str) -> bool:
     return Path(model_name_or_path).expanduser().exists()
 
@@ -228,7 +233,7 @@ class QAModel:
         doc_stride: int = 128,
         max_answer_tokens: int = 30,
         batch_size: int = 16,
-        quantize: bool = False,
+        runtime: str = "torch",
     ) -> None:
         if not isinstance(model_name_or_path, str) or not model_name_or_path.strip():
             raise ValueError("model_name_or_path must be a non-empty path or model id")
@@ -251,12 +256,14 @@ class QAModel:
             raise ValueError(f"max_answer_tokens must be at least 1, got {max_answer_tokens}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.model_name_or_path = model_name_or_path
         self.max_seq_len = max_seq_len
         self.doc_stride = doc_stride
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
-        self.quantize = quantize
+        self.runtime = runtime
         # The question may take at most a quarter of the window, so with
         # doc_stride < max_seq_len // 2 the context part always exceeds the stride.
         self.max_query_tokens = min(MAX_QUERY_TOKENS, max_seq_len // 4)
@@ -324,12 +331,14 @@ class QAModel:
         model.to("cpu")
         model.float()
         model.eval()
-        if self.quantize:
+        if self.runtime == "int8":
             # int8 weights for the linear layers, computed in int8 on the CPU: about twice
             # as fast for a small loss of precision (measured by `rag eval`).
             model = torch.ao.quantization.quantize_dynamic(
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )
+        elif self.runtime == "onnx":
+            model = _OnnxQA(model, where)
         return tokenizer, model
 
     def predict(
@@ -412,12 +421,68 @@ class QAModel:
             for b in range(0, len(order), self.batch_size):
                 chunk = [windows[i] for i in order[b : b + self.batch_size]]
                 inputs = collate(chunk, pad_id=pad_id)
-                result = self._model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-                starts = result.start_logits.float().numpy()
-                ends = result.end_logits.float().numpy()
+                if isinstance(self._model, _OnnxQA):
+                    starts, ends = self._model.run(inputs)
+                else:
+                    result = self._model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+                    starts = result.start_logits.float().numpy()
+                    ends = result.end_logits.float().numpy()
                 for k, i in enumerate(order[b : b + self.batch_size]):
                     out[i] = (starts[k], ends[k])
         return [o for o in out if o is not None]
+
+
+class _OnnxQA:
+    """The same fp32 model run by ONNX Runtime: about as fast as torch's int8 on a CPU
+    (33 ms against 77 ms for torch fp32 on three 256-token windows here) with fp32's
+    accuracy. Exported in memory when loaded (under a second for MiniLM), so nothing
+    derived from the committed model is stored.
+    """
+
+    def __init__(self, model: Any, where: str) -> None:
+        import io
+
+        import torch
+
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelLoadError("runtime 'onnx' needs the onnxruntime package") from exc
+        names = ["input_ids", "attention_mask"]
+        if getattr(model.config, "type_vocab_size", 0):
+            names.append("token_type_ids")
+        dummy = tuple(torch.ones((1, 8), dtype=torch.long) for _ in names)
+        axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "start_logits", "end_logits"]}
+        buffer = io.BytesIO()
+        try:
+            torch.onnx.export(
+                model,
+                dummy,
+                buffer,  # type: ignore[arg-type]  # file-like objects are accepted
+                input_names=names,
+                output_names=["start_logits", "end_logits"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"cannot export the QA model at {where} to ONNX: {exc}") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        # Spinning worker threads would keep the cores busy after each call and slow the
+        # embedding and spaCy work that follows.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
+        )
+        self.inputs = names
+
+    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        feed = {n: batch[n].astype(np.int64) for n in self.inputs if n in batch}
+        if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        starts, ends = self.session.run(["start_logits", "end_logits"], feed)
+        return np.asarray(starts, dtype=np.float32), np.asarray(ends, dtype=np.float32)
 
 
 def collate(windows: Sequence[EncodedWindow], *, pad_id: int) -> dict[str, np.ndarray]:

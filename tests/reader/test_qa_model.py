@@ -100,6 +100,23 @@ def test_batch_size_does_not_change_predictions(tiny_model_dir: Path) -> None:
     assert np.allclose([p.score for p in pa], [p.score for p in pb], atol=1e-4)
 
 
+@pytest.mark.parametrize("runtime", ["onnx", "int8"])
+def test_other_runtimes_find_the_same_spans(tiny_model_dir: Path, runtime: str) -> None:
+    """ONNX Runtime runs the same fp32 model; int8 may only move scores a little."""
+    if runtime == "onnx":
+        pytest.importorskip("onnxruntime")
+    contexts = [LONG, "Short one about valley 14."]
+    ref = QAModel(str(tiny_model_dir), max_seq_len=64, doc_stride=16)
+    other = QAModel(str(tiny_model_dir), max_seq_len=64, doc_stride=16, runtime=runtime)
+    pa, pb = ref.predict("Which valley?", contexts), other.predict("Which valley?", contexts)
+    assert pb and all(p.text == contexts[p.context_index][p.start : p.end] for p in pb)
+    if runtime == "onnx":
+        assert [(p.context_index, p.start, p.end) for p in pa] == [
+            (p.context_index, p.start, p.end) for p in pb
+        ]
+        assert np.allclose([p.score for p in pa], [p.score for p in pb], atol=1e-3)
+
+
 def test_lazy_load_and_idempotent_warm_up(tiny_model_dir: Path) -> None:
     model = QAModel(str(tiny_model_dir))
     assert not model.loaded
@@ -189,6 +206,7 @@ def test_spans_never_touch_question_or_special_tokens(tokenizer) -> None:
         {"max_answer_tokens": 0},
         {"batch_size": 0},
         {"batch_size": 2.5},
+        {"runtime": "gpu"},
     ],
 )
 def test_bad_settings_raise_value_error(kwargs) -> None:
