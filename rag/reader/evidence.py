@@ -62,14 +62,25 @@ def metadata_spans(doc: Document) -> list[tuple[int, int, str]]:
     if meta.date and len(meta.date) == 10:
         year, month, day = meta.date.split("-")
         values.append((f"{int(day)} {_MONTHS[int(month) - 1]} {year}", "date"))
+    return list(_occurrences(doc.text, tuple(values)))
+
+
+@lru_cache(maxsize=1024)
+def _occurrences(
+    text: str, values: tuple[tuple[str, str], ...]
+) -> tuple[tuple[int, int, str], ...]:
+    """Every occurrence of each value (as written, upper-cased, title-cased) in ``text``.
+
+    Cached: a document's metadata is looked up for every question that reads it.
+    """
     spans = []
     for value, kind in values:
         for variant in {value, value.upper(), value.title()}:
-            start = doc.text.find(variant)
+            start = text.find(variant)
             while start >= 0:
                 spans.append((start, start + len(variant), kind))
-                start = doc.text.find(variant, start + 1)
-    return spans
+                start = text.find(variant, start + 1)
+    return tuple(spans)
 
 
 def collect(

@@ -45,20 +45,16 @@ QA_SENTENCES = 6
 
 def qa_model_from_folder(path: str, *, runtime: str = "torch") -> QAModel:
     """A QAModel with the window settings the model was trained with, when it says so."""
-    settings = {"max_seq_len": 384, "doc_stride": 128, "max_answer_tokens": 30}
+    trained: dict[str, int] = {}
     manifest = Path(path) / "manifest.json"
     if manifest.is_file():
         hyper = json.loads(manifest.read_text(encoding="utf-8")).get("hyperparameters", {})
-        for key in settings:
-            if isinstance(hyper.get(key), int):
-                settings[key] = hyper[key]
-    return QAModel(
-        path,
-        max_seq_len=settings["max_seq_len"],
-        doc_stride=settings["doc_stride"],
-        max_answer_tokens=settings["max_answer_tokens"],
-        runtime=runtime,
-    )
+        trained = {
+            key: hyper[key]
+            for key in ("max_seq_len", "doc_stride", "max_answer_tokens")
+            if isinstance(hyper.get(key), int)
+        }
+    return QAModel(path, runtime=runtime, **trained)
 
 
 @dataclass(slots=True)
@@ -262,13 +258,11 @@ class TransformersReader(FittedReader):
         self, model_path: str, weights_path: Path = WEIGHTS_FILE, *, runtime: str = "torch"
     ) -> None:
         super().__init__(weights_path)
-        self.model_path = model_path
         self.qa = qa_model_from_folder(model_path, runtime=runtime)
         self._heuristic = HeuristicReader(weights_path)
 
     def warm_up(self) -> None:
         self.qa.warm_up()
-        self._heuristic.warm_up()
         super().warm_up()
 
     def _pool(self, context: ReadContext, *, with_heuristic: bool) -> list[Candidate]:

@@ -311,10 +311,7 @@ def span_candidate_features(
             doc.text[sent.start : sent.end], sent.start, set(question.terms)
         )
     positions: list[int] = cache[key]  # type: ignore[assignment]
-    meta_key = ("meta", doc.id)
-    if meta_key not in cache:
-        cache[meta_key] = metadata_spans(doc)
-    meta: list[tuple[int, int, str]] = cache[meta_key]  # type: ignore[assignment]
+    meta = metadata_spans(doc)
     top = math.log(1.0 + max(len(index.chunks), 1))
 
     def specificity(cand_terms: list[str]) -> float:

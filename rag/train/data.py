@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.reader.qa_model import MAX_QUERY_TOKENS, EncodedWindow, encode_windows
+from rag.store.files import sha256_file
 
 QED = "qed"
 POLICYQA = "policyqa"
@@ -121,15 +122,6 @@ class WindowStats:
         d = asdict(self)
         d["dropped_long_answer"] = dict(self.dropped_long_answer)
         return d
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_record(path: Path) -> dict[str, Any]:

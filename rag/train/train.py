@@ -43,11 +43,9 @@ import os
 import random
 import re
 import shutil
-import string
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,7 +54,10 @@ from typing import Any
 
 import numpy as np
 
+# The harness's SQuAD 2.0 metrics: held-out scores mean what `rag eval` scores mean.
+from rag.metrics import exact_match, f1_score
 from rag.reader.qa_model import collate, decode_window
+from rag.store.files import sha256_file
 from rag.train.data import (
     POLICYQA,
     QED,
@@ -67,7 +68,6 @@ from rag.train.data import (
     load_policyqa,
     load_qed,
     make_negatives,
-    sha256_file,
     split_examples,
 )
 
@@ -75,40 +75,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = Path("/work/shared/datasets")
 MANIFEST = "manifest.json"
 FORMAT = "rag-reader/1"
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def f1_score(prediction: str, gold: str) -> float:
-    """SQuAD token F1 of two answers (both empty counts as a match)."""
-    p, g = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not p or not g:
-        return float(p == g)
-    common = sum((Counter(p) & Counter(g)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(p), common / len(g)
-    return 2 * precision * recall / (precision + recall)
-
-
-def exact_score(prediction: str, gold: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(gold))
-
-
-def best_over(metric: Any, prediction: str, golds: Sequence[str]) -> float:
-    """The SQuAD convention: score against every gold answer, keep the best."""
-    return max((metric(prediction, g) for g in golds), default=0.0)
 
 
 # ------------------------------------------------------------------------ settings
@@ -444,9 +410,9 @@ def evaluate(
         score, text = best.get(i, (-math.inf, ""))
         abstains = null[i] > score
         if ex.has_answer:
-            f1 = best_over(f1_score, text, ex.answers)
+            f1 = f1_score(text, ex.answers)
             f1s.setdefault(ex.source, []).append(f1)
-            ems.append(best_over(exact_score, text, ex.answers))
+            ems.append(exact_match(text, ex.answers))
             answered.append(float(not abstains))
             overall.append(0.0 if abstains else f1)
         else:
