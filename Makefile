@@ -69,8 +69,9 @@ eval-squad: setup
 	$(RAG) eval --set $(SQUAD)/questions.jsonl --corpus $(SQUAD)/corpus --rc --no-baseline --report reports/squad-rc
 	$(RAG) eval --set $(SQUAD)/questions.jsonl --corpus $(SQUAD)/corpus --report reports/squad-open
 
-bench: setup
+bench: index
 	$(PY) bench/index_build.py
+	$(PY) bench/index_stages.py
 	$(PY) bench/ask_latency.py
 
 train-reader: setup

@@ -12,68 +12,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
+from rag.devserver import ServiceStartError, start_service
+from rag.evaluation.dataset import load_eval_sets
+from rag.metrics import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 def questions() -> list[str]:
-    out = []
-    for name in ("dev.jsonl", "test.jsonl"):
-        for line in (ROOT / "eval" / name).read_text(encoding="utf-8").splitlines():
-            out.append(json.loads(line)["question"])
-    return out
-
-
-def serve(reader: str, index_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RAG_READER": reader,
-        "RAG_INDEX_DIR": str(index_dir),
-        "RAG_RATE_LIMIT_PER_MINUTE": "0",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"server for reader {reader} exited")
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("server never became ready")
+    return [
+        i.question
+        for i in load_eval_sets([ROOT / "eval" / "dev.jsonl", ROOT / "eval" / "test.jsonl"])
+    ]
 
 
 def measure(base: str, qs: list[str]) -> dict[str, object]:
@@ -125,15 +82,20 @@ def main() -> None:
     args = parser.parse_args()
     qs = questions()
     results = {}
+    logs = args.out / "services"
     for reader in args.readers.split(","):
-        proc, base = serve(reader, args.index)
+        service = start_service(
+            reader, args.index, logs, RAG_READER=reader, RAG_RATE_LIMIT_PER_MINUTE="0"
+        )
         try:
+            base = service.wait_ready().base
             print(f"measuring reader {reader} over {len(qs)} questions ...", flush=True)
             results[reader] = measure(base, qs)
             print(json.dumps(results[reader]), flush=True)
+        except ServiceStartError as exc:
+            raise SystemExit(str(exc)) from None
         finally:
-            proc.terminate()
-            proc.wait(10)
+            service.stop()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ask_latency.json").write_text(json.dumps(results, indent=2))
     print("\n| reader | retrieve p50/p95 | read p50/p95 | total p50/p95 | HTTP p50/p95 | rps (8) |")

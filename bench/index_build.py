@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,18 +32,23 @@ def folder_size(path: Path) -> int:
 
 def build(corpus: Path, out: Path) -> dict[str, float]:
     """One full build in a child process; wall time, peak RSS, sizes and counts."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TQDM_DISABLE": "1"},
-    )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-2000:])
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus), "--out", str(out)],
+            stdout=stdout,
+            stderr=stderr,
+            env={**os.environ, "TQDM_DISABLE": "1"},
+        )
+        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would keep the largest
+        # of all children so far).
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        out_text, err_text = stdout.read().decode(), stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(err_text[-2000:])
     manifest = json.loads((resolve_index_dir(out) / "manifest.json").read_text())
     chunks = manifest["counts"]["chunks"]
     return {
@@ -54,9 +58,8 @@ def build(corpus: Path, out: Path) -> dict[str, float]:
         "seconds": round(seconds, 2),
         "chunks_per_second": round(chunks / seconds, 1),
         "index_mb": round(folder_size(resolve_index_dir(out)) / 1e6, 2),
-        # ru_maxrss of children is the largest child so far: report it only if it grew.
-        "peak_rss_mb": round(max(peak_kib, before) / 1024, 1),
-        "summary": proc.stdout.strip().splitlines()[-1],
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        "summary": out_text.strip().splitlines()[-1],
     }
 
 

@@ -1,48 +1,21 @@
-"""The API once through a real uvicorn process on a free local port."""
+"""The API once through a real uvicorn process (`rag serve`) on a free local port."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from rag.devserver import start_service
+
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_real_server_answers_with_a_citation(index_dir: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+def test_real_server_answers_with_a_citation(index_dir: Path, tmp_path: Path) -> None:
+    service = start_service("api", index_dir, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "server exited"
-            time.sleep(0.5)
-        else:
-            pytest.fail("server never became ready")
+        base = service.wait_ready(timeout=120).base
         r = httpx.post(
             f"{base}/v1/ask",
             json={"question": "What is the CTS reference of the Home Office letter?"},
@@ -55,5 +28,4 @@ def test_real_server_answers_with_a_citation(index_dir: Path) -> None:
         bad = httpx.post(f"{base}/v1/ask", json={"question": ""}, timeout=10)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_question"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        service.stop()

@@ -1,4 +1,4 @@
-"""Real services in uvicorn subprocesses, a site of another origin, and Debian's Chromium.
+"""Real services (`rag serve`, see rag.devserver), another origin, and Debian's Chromium.
 
 The services are started together (their models load in parallel) and each test waits
 only for the ones it uses:
@@ -12,20 +12,16 @@ only for the ones it uses:
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from rag.devserver import LocalService, free_port, start_service
 from rag.store.builder import IndexBuilder
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-READY_TIMEOUT = 120.0
 
 #: One document whose sentences carry the payloads, in a sub-folder so its id holds "/".
 XSS_DOCUMENT = """Office move notice
@@ -62,12 +57,6 @@ OTHER_DOCUMENT = """Canteen opening hours
 The canteen serves breakfast from 8 o'clock until 10 o'clock, and lunch from noon until \
 2 o'clock. Hot meals cost four pounds. The canteen is closed on public holidays.
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,83 +109,6 @@ def site() -> Iterator[Site]:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Service:
-    name: str
-    base: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    ready: bool = False
-
-    def log_tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def wait_ready(self, expect_status: int = 200) -> Service:
-        """Wait until /readyz answers ``expect_status`` (200, or 503 for a broken service)."""
-        if self.ready:
-            return self
-        deadline = time.monotonic() + READY_TIMEOUT
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"service {self.name} exited early:\n{self.log_tail()}")
-            try:
-                r = httpx.get(self.base + "/readyz", timeout=2)
-                last = f"{r.status_code} {r.text[:300]}"
-                if r.status_code == expect_status:
-                    self.ready = True
-                    return self
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.25)
-        pytest.fail(
-            f"service {self.name} not ready in {READY_TIMEOUT:.0f} s ({last}):\n{self.log_tail()}"
-        )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_service(name: str, index: Path, workdir: Path, **env: str) -> Service:
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / f"{name}.log"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    if "RAG_READER" in os.environ:  # a developer may pin the reader for every run
-        environ["RAG_READER"] = os.environ["RAG_READER"]
-    environ.update({"RAG_INDEX_DIR": str(index), "PYTHONUNBUFFERED": "1", **env})
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "rag.api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=workdir,  # no developer .env is read
-            env=environ,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Service(name, f"http://127.0.0.1:{port}", process, log)
-
-
 @pytest.fixture(scope="session")
 def xss_index(tmp_path_factory: pytest.TempPathFactory, builder: IndexBuilder) -> Path:
     corpus = tmp_path_factory.mktemp("xss-corpus")
@@ -215,7 +127,7 @@ def services(
     index_dir: Path,
     xss_index: Path,
     site: Site,
-) -> Iterator[dict[str, Service]]:
+) -> Iterator[dict[str, LocalService]]:
     work = tmp_path_factory.mktemp("services")
     cors = {"RAG_CORS_ORIGINS": site.origin}
     started = {
@@ -230,23 +142,23 @@ def services(
 
 
 @pytest.fixture(scope="session")
-def api(services: dict[str, Service]) -> Service:
-    return services["api"].wait_ready()
+def api(services: dict[str, LocalService]) -> LocalService:
+    return services["api"].wait_ready(timeout=120)
 
 
 @pytest.fixture(scope="session")
-def xss_api(services: dict[str, Service]) -> Service:
-    return services["xss"].wait_ready()
+def xss_api(services: dict[str, LocalService]) -> LocalService:
+    return services["xss"].wait_ready(timeout=120)
 
 
 @pytest.fixture(scope="session")
-def limited_api(services: dict[str, Service]) -> Service:
-    return services["limited"].wait_ready()
+def limited_api(services: dict[str, LocalService]) -> LocalService:
+    return services["limited"].wait_ready(timeout=120)
 
 
 @pytest.fixture(scope="session")
-def unready_api(services: dict[str, Service]) -> Service:
-    return services["unready"].wait_ready(expect_status=503)
+def unready_api(services: dict[str, LocalService]) -> LocalService:
+    return services["unready"].wait_ready(expect_status=503, timeout=120)
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ call it in ``RAG_CORS_ORIGINS``.
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 from html import escape
 from pathlib import Path
 
@@ -22,8 +23,16 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(tags=["widget"])
 
 
+@cache
 def _static(name: str) -> bytes:
+    """A packaged static file, read once per process (it changes only with a release)."""
     return (STATIC / name).read_bytes()
+
+
+@cache
+def _etag(name: str) -> str:
+    # Weak: the same tag serves the gzipped and the plain bytes.
+    return 'W/"' + hashlib.sha256(_static(name)).hexdigest()[:32] + '"'
 
 
 @router.get(
@@ -33,9 +42,7 @@ def _static(name: str) -> bytes:
     responses={200: {"content": {"application/javascript": {}}}},
 )
 def widget_js(request: Request) -> Response:
-    body = _static("widget.js")
-    # Weak: the same tag serves the gzipped and the plain bytes.
-    etag = 'W/"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    body, etag = _static("widget.js"), _etag("widget.js")
     headers = {
         "Cache-Control": "public, max-age=3600",
         "ETag": etag,

@@ -1,0 +1,100 @@
+"""The real service in a child process on a free local port, for tests and benchmarks.
+
+`rag serve` runs in its own process (as a user runs it), with its output kept in a log
+file so that a service that fails to start says why. Only the ``RAG_`` variables given
+here reach it (a developer's own settings would change what is measured), except a
+pinned ``RAG_READER``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+class ServiceStartError(RuntimeError):
+    """The service exited or never reached the expected readiness."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalService:
+    name: str
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    ready: bool = False
+
+    def log_tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def wait_ready(self, expect_status: int = 200, timeout: float = 180.0) -> LocalService:
+        """Wait until /readyz answers ``expect_status`` (200, or 503 for a broken service)."""
+        if self.ready:
+            return self
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceStartError(f"service {self.name} exited:\n{self.log_tail()}")
+            try:
+                r = httpx.get(self.base + "/readyz", timeout=2)
+                last = f"{r.status_code} {r.text[:300]}"
+                if r.status_code == expect_status:
+                    self.ready = True
+                    return self
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.25)
+        raise ServiceStartError(
+            f"service {self.name} not ready in {timeout:.0f} s ({last}):\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_service(name: str, index: Path, workdir: Path, **env: str) -> LocalService:
+    """Start `rag serve` on a free port, reading ``index``; returns before it is ready.
+
+    It runs in ``workdir`` (so no developer ``.env`` is read) and logs to
+    ``workdir/<name>.log``.
+    """
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    if "RAG_READER" in os.environ:  # a developer may pin the reader for every run
+        environ["RAG_READER"] = os.environ["RAG_READER"]
+    environ.update({"RAG_INDEX_DIR": str(index.resolve()), "PYTHONUNBUFFERED": "1", **env})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return LocalService(name, f"http://127.0.0.1:{port}", process, log)
