@@ -60,6 +60,10 @@ def test_fused_pool_holds_heuristic_and_model_candidates(
     sources = {c.source.split(":")[0] for c in pool}
     assert "heuristic" in sources
     assert any(c.text == "£1.24 million" for c in pool)
+    # The model read the passages too: every candidate carries its scores, and its own
+    # best spans are in the pool (as new candidates or as heuristic ones it agrees with).
+    assert all("qa_logit" in c.features for c in pool)
+    assert any(c.source == "model" or c.features["qa_found"] for c in pool)
     for cand in pool:
         text = heuristic_pipeline.index.documents[cand.document_id].text
         assert text[cand.start : cand.end] == cand.text

@@ -115,6 +115,15 @@ def test_other_runtimes_find_the_same_spans(tiny_model_dir: Path, runtime: str) 
             (p.context_index, p.start, p.end) for p in pb
         ]
         assert np.allclose([p.score for p in pa], [p.score for p in pb], atol=1e-3)
+    # Either way the logits stay close to fp32's (int8 rounds the linear layers' weights).
+    for (_, s_ref, e_ref), (_, s_other, e_other) in zip(
+        ref.window_logits("Which valley?", contexts),
+        other.window_logits("Which valley?", contexts),
+        strict=True,
+    ):
+        scale = float(np.abs(s_ref).max() + np.abs(e_ref).max())
+        assert np.abs(s_ref - s_other).max() <= 0.1 * scale
+        assert np.abs(e_ref - e_other).max() <= 0.1 * scale
 
 
 def test_lazy_load_and_idempotent_warm_up(tiny_model_dir: Path) -> None:

@@ -216,14 +216,18 @@ def test_answer_window_labelled_and_other_windows_at_cls(tokenizer) -> None:
 def test_answer_cut_by_the_window_edge_is_no_answer(tokenizer) -> None:
     context, answer = long_context()
     start = context.index(answer)
+    end = start + len(answer)
     windows = encode_windows(tokenizer, ["q"], [context], max_seq_len=64, doc_stride=16)
+    cut = 0
     for w in windows:
         lo, hi = w.offsets[w.context_start][0], w.offsets[w.context_end][1]
-        s, e = label_window(w, start, start + len(answer))
-        if lo <= start and start + len(answer) <= hi:
+        s, e = label_window(w, start, end)
+        if lo <= start and end <= hi:
             assert s > 0
         else:
             assert (s, e) == (0, 0)
+            cut += lo < end and start < hi  # holds part of the answer, not all of it
+    assert cut, "no window cuts the answer: the case under test never happened"
 
 
 def test_no_answer_subsampling_is_seeded_and_long_answers_dropped(tokenizer) -> None:
