@@ -14,7 +14,6 @@ ranker and one calibration, fitted on the dev split (``python -m rag.reader.fit
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from rag.reader.heuristic import (
     calibrate,
     span_candidate_features,
 )
-from rag.reader.qa_model import QAModel
+from rag.reader.qa_model import QAModel, WindowScores, top_spans, window_scores
 from rag.reader.question import AnswerType
 from rag.reader.spans import SpanCandidate, entity_types
 from rag.store.index import Index
@@ -64,10 +63,8 @@ class _Window:
     document_id: str
     starts: np.ndarray  # document offset where each context token starts
     ends: np.ndarray  # document offset where each context token ends
-    start_logits: np.ndarray  # per context token
-    end_logits: np.ndarray
-    null: float
-    log_z: float  # log-sum-exp over the window's valid spans and its null
+    scores: WindowScores
+    best: list[tuple[int, int, float]]  # the model's top spans: document offsets, score
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,33 +107,20 @@ def _windows(qa: QAModel, question: str, parts: list[Snippet], index: Index) -> 
     out = []
     for window, s, e in qa.window_logits(question, texts):
         part = parts[window.pair_index]
-        lo, hi = window.context_start, window.context_end + 1
-        offsets = window.offsets[lo:hi]
-        cs = np.asarray(s[lo:hi], dtype=np.float64)
-        ce = np.asarray(e[lo:hi], dtype=np.float64)
-        null = float(s[window.cls_index] + e[window.cls_index])
+        scored = window_scores(s, e, window, max_answer_tokens=qa.max_answer_tokens)
         out.append(
             _Window(
                 document_id=part.document_id,
-                starts=np.array([part.start + a for a, _ in offsets]),
-                ends=np.array([part.start + b for _, b in offsets]),
-                start_logits=cs,
-                end_logits=ce,
-                null=null,
-                log_z=_log_z(cs, ce, null, qa.max_answer_tokens),
+                starts=np.array([part.start + a for a, _ in scored.offsets]),
+                ends=np.array([part.start + b for _, b in scored.offsets]),
+                scores=scored,
+                best=[
+                    (part.start + sp.start, part.start + sp.end, sp.score)
+                    for sp in top_spans(scored, QA_TOP_N)
+                ],
             )
         )
     return out
-
-
-def _log_z(cs: np.ndarray, ce: np.ndarray, null: float, max_tokens: int) -> float:
-    m = len(cs)
-    idx = np.arange(m)
-    length = idx[None, :] - idx[:, None]
-    valid = (length >= 0) & (length < max_tokens)
-    scores = (cs[:, None] + ce[None, :])[valid]
-    top = max(float(scores.max()) if scores.size else null, null)
-    return top + math.log(float(np.exp(scores - top).sum()) + math.exp(null - top))
 
 
 def _score_span(
@@ -147,37 +131,24 @@ def _score_span(
     for w in windows:
         if w.document_id != document_id or start < w.starts[0] or end > w.ends[-1]:
             continue
-        i = bisect.bisect_right(w.starts.tolist(), start) - 1
-        j = bisect.bisect_left(w.ends.tolist(), end)
+        i = int(np.searchsorted(w.starts, start, side="right")) - 1
+        j = int(np.searchsorted(w.ends, end, side="left"))
         if i < 0 or j >= len(w.ends) or j < i:
             continue
-        logit = float(w.start_logits[i] + w.end_logits[j])
-        prob = math.exp(logit - w.log_z)
+        logit = float(w.scores.start_logits[i] + w.scores.end_logits[j])
+        prob = math.exp(logit - w.scores.log_z)
         if best is None or logit > best[0]:
-            best = (logit, prob, logit - w.null)
+            best = (logit, prob, logit - w.scores.null)
     return best
 
 
-def _qa_spans(windows: list[_Window], max_tokens: int, top_n: int) -> list[tuple[str, int, int]]:
-    """The model's own best spans, in document offsets, best first, deduplicated."""
+def _qa_spans(windows: list[_Window], top_n: int) -> list[tuple[str, int, int]]:
+    """The model's own best spans over all windows, in document offsets, best first."""
     scored: dict[tuple[str, int, int], float] = {}
     for w in windows:
-        m = len(w.starts)
-        idx = np.arange(m)
-        length = idx[None, :] - idx[:, None]
-        scores = np.where(
-            (length >= 0) & (length < max_tokens),
-            w.start_logits[:, None] + w.end_logits[None, :],
-            -np.inf,
-        )
-        k = min(top_n, int(np.isfinite(scores).sum()))
-        if k <= 0:
-            continue
-        flat = scores.ravel()
-        for b in np.argpartition(-flat, k - 1)[:k]:
-            i, j = divmod(int(b), m)
-            key = (w.document_id, int(w.starts[i]), int(w.ends[j]))
-            scored[key] = max(scored.get(key, -math.inf), float(flat[b]))
+        for start, end, score in w.best:
+            key = (w.document_id, start, end)
+            scored[key] = max(scored.get(key, -math.inf), score)
     return [k for k, _ in sorted(scored.items(), key=lambda kv: -kv[1])[:top_n]]
 
 
@@ -277,7 +248,7 @@ class TransformersReader(FittedReader):
         qa_keys = list(
             dict.fromkeys(
                 (doc_id, *snap_to_words(docs[doc_id].text, start, end))
-                for doc_id, start, end in _qa_spans(windows, self.qa.max_answer_tokens, QA_TOP_N)
+                for doc_id, start, end in _qa_spans(windows, QA_TOP_N)
             )
         )
         for key in qa_keys:

@@ -149,21 +149,32 @@ def encode_windows(
     return windows
 
 
-def decode_window(
+@dataclass(slots=True)
+class WindowScores:
+    """The span scores of one window's context tokens, with the window's null score."""
+
+    offsets: list[tuple[int, int]]  # character offsets of each context token
+    start_logits: np.ndarray  # per context token
+    end_logits: np.ndarray
+    scores: np.ndarray  # [start, end] -> start + end logit, -inf where no valid span
+    null: float
+    #: log-sum-exp over the valid spans and the null: a span's probability is
+    #: exp(score - log_z), "this span rather than any other answer or none".
+    log_z: float
+
+
+def window_scores(
     start_logits: np.ndarray,
     end_logits: np.ndarray,
     window: EncodedWindow,
     *,
     max_answer_tokens: int,
-    top_k: int,
-) -> tuple[list[WindowSpan], float]:
-    """The ``top_k`` best spans of one window, and the window's null score.
+) -> WindowScores:
+    """Score every span of one window's context.
 
     A valid span starts and ends on context tokens (never on the question or special
     tokens), has end >= start and at most ``max_answer_tokens`` tokens. Its score is
-    ``start_logit + end_logit``; its probability is a softmax over all valid spans and
-    the null (CLS) score of this window, which reads as "this span rather than any
-    other answer or none". Logits beyond the window's real length (padding) are
+    ``start_logit + end_logit``. Logits beyond the window's real length (padding) are
     ignored.
     """
     n = len(window.input_ids)
@@ -173,7 +184,6 @@ def decode_window(
     lo, hi = window.context_start, window.context_end + 1
     cs, ce = s[lo:hi], e[lo:hi]
     m = hi - lo
-    scores = cs[:, None] + ce[None, :]
     idx = np.arange(m)
     length = idx[None, :] - idx[:, None]  # end - start, in tokens
     valid = (length >= 0) & (length < max_answer_tokens)
@@ -183,29 +193,48 @@ def decode_window(
     empty = np.array([a >= b for a, b in offsets], dtype=bool)
     if empty.any():
         valid &= ~empty[:, None] & ~empty[None, :]
-    masked = np.where(valid, scores, -np.inf)
-    finite = masked[valid]
-    if finite.size == 0:
-        return [], null
-    top = max(float(finite.max()), null)
+    scores = np.where(valid, cs[:, None] + ce[None, :], -np.inf)
+    finite = scores[valid]
+    top = max(float(finite.max()), null) if finite.size else null
     log_z = top + math.log(float(np.exp(finite - top).sum()) + math.exp(null - top))
-    k = min(top_k, int(finite.size))
-    flat = masked.ravel()
+    return WindowScores(list(offsets), cs, ce, scores, null, log_z)
+
+
+def top_spans(scored: WindowScores, top_k: int) -> list[WindowSpan]:
+    """The ``top_k`` best valid spans of a window, best first."""
+    flat = scored.scores.ravel()
+    k = min(top_k, int(np.isfinite(flat).sum()))
+    if k <= 0:
+        return []
     best = np.argpartition(-flat, k - 1)[:k]
     best = best[np.argsort(-flat[best], kind="stable")]
+    m = len(scored.offsets)
     spans = []
     for b in best:
         i, j = divmod(int(b), m)
         score = float(flat[b])
         spans.append(
             WindowSpan(
-                start=offsets[i][0],
-                end=offsets[j][1],
+                start=scored.offsets[i][0],
+                end=scored.offsets[j][1],
                 score=score,
-                probability=math.exp(score - log_z),
+                probability=math.exp(score - scored.log_z),
             )
         )
-    return spans, null
+    return spans
+
+
+def decode_window(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    window: EncodedWindow,
+    *,
+    max_answer_tokens: int,
+    top_k: int,
+) -> tuple[list[WindowSpan], float]:
+    """The ``top_k`` best spans of one window (see ``window_scores``), and its null score."""
+    scored = window_scores(start_logits, end_logits, window, max_answer_tokens=max_answer_tokens)
+    return top_spans(scored, top_k), scored.null
 
 
 #: How the QA model runs: "torch" (fp32), "int8" (torch, dynamically quantised linear
