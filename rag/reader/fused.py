@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,13 @@ QA_TOP_N = 20
 QA_SENTENCES = 6
 
 
+@lru_cache(maxsize=8)
 def qa_model_from_folder(path: str, *, runtime: str = "torch") -> QAModel:
-    """A QAModel with the window settings the model was trained with, when it says so."""
+    """A QAModel with the window settings the model was trained with, when it says so.
+
+    One per (path, runtime) and process: the fused and the transformers readers (both
+    run by `rag eval`) share the loaded model instead of loading it twice.
+    """
     trained: dict[str, int] = {}
     manifest = Path(path) / "manifest.json"
     if manifest.is_file():
