@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,69 +112,37 @@ class TrainConfig:
     bucket_batches: int = 50  # batches per length-sorted bucket
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in _fields(self).items()}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
-def _fields(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
+#: Help for the flags that need more than their name; every field of TrainConfig is a flag.
+_HELP = {
+    "out": "final model folder",
+    "base_model": "encoder folder (default: packaged)",
+    "warmup": "fraction of steps",
+    "max_minutes": "wall clock",
+    "limit": "smoke runs: first N examples",
+    "max_steps": "smoke runs: stop after N steps",
+}
+_CHOICES = {"threads": ["auto", "1", "2"], "precision": ["auto", "bf16", "fp32"]}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Command line -> :class:`TrainConfig` (defaults are the chosen run)."""
-    d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m rag.train",
         description="Train the extractive span reader on QED + PolicyQA (CPU).",
     )
-    p.add_argument("--out", type=Path, default=d.out, help="final model folder")
-    p.add_argument("--checkpoints", type=Path, default=d.checkpoints)
-    p.add_argument("--qed-dir", type=Path, default=d.qed_dir)
-    p.add_argument("--policyqa-dir", type=Path, default=d.policyqa_dir)
-    p.add_argument("--base-model", default=None, help="encoder folder (default: packaged)")
-    p.add_argument("--max-seq-len", type=int, default=d.max_seq_len)
-    p.add_argument("--doc-stride", type=int, default=d.doc_stride)
-    p.add_argument("--max-answer-tokens", type=int, default=d.max_answer_tokens)
-    p.add_argument("--epochs", type=float, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup", type=float, default=d.warmup, help="fraction of steps")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--no-answer-keep", type=float, default=d.no_answer_keep)
-    p.add_argument("--negative-fraction", type=float, default=d.negative_fraction)
-    p.add_argument("--heldout-fraction", type=float, default=d.heldout_fraction)
-    p.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch)
-    p.add_argument("--max-minutes", type=float, default=d.max_minutes, help="wall clock")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", default=d.threads, choices=["auto", "1", "2"])
-    p.add_argument("--precision", default=d.precision, choices=["auto", "bf16", "fp32"])
-    p.add_argument("--limit", type=int, default=0, help="smoke runs: first N examples")
-    p.add_argument("--max-steps", type=int, default=0, help="smoke runs: stop after N steps")
-    a = p.parse_args(argv)
-    cfg = TrainConfig(
-        out=a.out,
-        checkpoints=a.checkpoints,
-        qed_dir=a.qed_dir,
-        policyqa_dir=a.policyqa_dir,
-        base_model=a.base_model,
-        max_seq_len=a.max_seq_len,
-        doc_stride=a.doc_stride,
-        max_answer_tokens=a.max_answer_tokens,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        warmup=a.warmup,
-        weight_decay=a.weight_decay,
-        no_answer_keep=a.no_answer_keep,
-        negative_fraction=a.negative_fraction,
-        heldout_fraction=a.heldout_fraction,
-        evals_per_epoch=a.evals_per_epoch,
-        max_minutes=a.max_minutes,
-        seed=a.seed,
-        threads=a.threads,
-        precision=a.precision,
-        limit=a.limit,
-        max_steps=a.max_steps,
-    )
+    for f in fields(TrainConfig):
+        default = f.default
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=str if default is None else type(default),
+            default=default,
+            choices=_CHOICES.get(f.name),
+            help=_HELP.get(f.name),
+        )
+    cfg = TrainConfig(**vars(p.parse_args(argv)))
     validate(cfg)
     return cfg
 
