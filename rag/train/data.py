@@ -200,21 +200,40 @@ def load_qed(paths: Sequence[Path]) -> tuple[list[Example], SourceStats]:
                 if not golds:
                     stats.dropped_empty += 1
                     continue
-                start, end = golds[0]
-                answers = tuple(dict.fromkeys(context[a:b] for a, b in golds))
                 examples.append(
-                    Example(
-                        id=f"qed:{row.get('example_id', f'{path.name}:{line_no}')}",
-                        source=QED,
-                        question=question,
-                        context=context,
-                        answer_start=start,
-                        answer_end=end,
-                        answers=answers,
-                        title=row.get("title_text", ""),
+                    _answered(
+                        f"qed:{row.get('example_id', f'{path.name}:{line_no}')}",
+                        QED,
+                        question,
+                        context,
+                        golds,
+                        row.get("title_text", ""),
                     )
                 )
     return examples, stats
+
+
+def _answered(
+    example_id: str,
+    source: str,
+    question: str,
+    context: str,
+    golds: list[tuple[int, int]],
+    title: str,
+) -> Example:
+    """An answerable example: the first gold span is the training target, and every
+    distinct gold text is an acceptable answer."""
+    start, end = golds[0]
+    return Example(
+        id=example_id,
+        source=source,
+        question=question,
+        context=context,
+        answer_start=start,
+        answer_end=end,
+        answers=tuple(dict.fromkeys(context[a:b] for a, b in golds)),
+        title=title,
+    )
 
 
 def load_policyqa(paths: Sequence[Path]) -> tuple[list[Example], SourceStats]:
@@ -247,17 +266,14 @@ def load_policyqa(paths: Sequence[Path]) -> tuple[list[Example], SourceStats]:
                     if len(good) < len(raw):
                         stats.dropped_offset_mismatch += 1
                         continue
-                    start, end = good[0]
                     examples.append(
-                        Example(
-                            id=f"policyqa:{path.stem}:{qa['id']}",
-                            source=POLICYQA,
-                            question=question,
-                            context=context,
-                            answer_start=start,
-                            answer_end=end,
-                            answers=tuple(dict.fromkeys(context[a:b] for a, b in good)),
-                            title=title,
+                        _answered(
+                            f"policyqa:{path.stem}:{qa['id']}",
+                            POLICYQA,
+                            question,
+                            context,
+                            good,
+                            title,
                         )
                     )
     return examples, stats
