@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,8 @@ from rag.train.data import (
     POLICYQA,
     QED,
     Example,
+    LabelledWindow,
+    WindowStats,
     build_windows,
     is_heldout,
     label_window,
@@ -26,6 +29,21 @@ from rag.train.data import (
 )
 
 DATASETS = Path("/work/shared/datasets")
+
+
+def small_windows(
+    examples: list[Example], tokenizer: Any, *, no_answer_keep: float = 1.0, seed: int = 0
+) -> tuple[list[Example], list[LabelledWindow], WindowStats]:
+    """``build_windows`` with the small windows every test here uses."""
+    return build_windows(
+        examples,
+        tokenizer,
+        max_seq_len=64,
+        doc_stride=16,
+        max_answer_tokens=30,
+        no_answer_keep=no_answer_keep,
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -190,15 +208,7 @@ def test_windows_with_stride_cover_a_long_context(tokenizer) -> None:
 def test_answer_window_labelled_and_other_windows_at_cls(tokenizer) -> None:
     context, answer = long_context()
     ex = example(context, answer)
-    kept, windows, stats = build_windows(
-        [ex],
-        tokenizer,
-        max_seq_len=64,
-        doc_stride=16,
-        max_answer_tokens=30,
-        no_answer_keep=1.0,
-        seed=0,
-    )
+    kept, windows, stats = small_windows([ex], tokenizer)
     assert kept == [ex]
     positive = [w for w in windows if w.has_answer]
     negative = [w for w in windows if not w.has_answer]
@@ -233,47 +243,20 @@ def test_answer_cut_by_the_window_edge_is_no_answer(tokenizer) -> None:
 def test_no_answer_subsampling_is_seeded_and_long_answers_dropped(tokenizer) -> None:
     context, answer = long_context()
     examples = [example(context, answer, i=i) for i in range(5)]
-    runs = [
-        build_windows(
-            examples,
-            tokenizer,
-            max_seq_len=64,
-            doc_stride=16,
-            max_answer_tokens=30,
-            no_answer_keep=0.3,
-            seed=7,
-        )
-        for _ in range(2)
-    ]
+    runs = [small_windows(examples, tokenizer, no_answer_keep=0.3, seed=7) for _ in range(2)]
     (_, w1, s1), (_, w2, _s2) = runs
     assert [(w.example_index, w.start_position) for w in w1] == [
         (w.example_index, w.start_position) for w in w2
     ]
     assert s1.no_answer_windows_skipped > 0 and s1.no_answer_windows > 0
     long_ex = example(context, context[:300], i=9)
-    kept, windows, stats = build_windows(
-        [long_ex],
-        tokenizer,
-        max_seq_len=64,
-        doc_stride=16,
-        max_answer_tokens=30,
-        no_answer_keep=1.0,
-        seed=0,
-    )
+    kept, windows, stats = small_windows([long_ex], tokenizer)
     assert kept == [] and windows == [] and stats.dropped_long_answer[QED] == 1
 
 
 def test_unanswerable_example_keeps_one_window(tokenizer) -> None:
     context, _ = long_context()
-    kept, windows, _stats = build_windows(
-        [example(context, None)],
-        tokenizer,
-        max_seq_len=64,
-        doc_stride=16,
-        max_answer_tokens=30,
-        no_answer_keep=1.0,
-        seed=0,
-    )
+    kept, windows, _stats = small_windows([example(context, None)], tokenizer)
     assert len(kept) == 1 and len(windows) == 1 and not windows[0].has_answer
 
 
