@@ -564,11 +564,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         # Leave room for the last evaluation, the fp16 round trip check and saving.
         return budget - 2.5 * eval_seconds - 60.0
 
-    def held_out(tag: str) -> dict[str, Any]:
-        nonlocal eval_seconds
-        t0 = time.monotonic()
-        scores = evaluate(
-            model,
+    def heldout_scores(m: Any, precision: str) -> dict[str, Any]:
+        return evaluate(
+            m,
             data.heldout_examples,
             data.heldout_windows,
             max_answer_tokens=cfg.max_answer_tokens,
@@ -576,6 +574,11 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             pad_id=pad_id,
             precision=precision,
         )
+
+    def held_out(tag: str) -> dict[str, Any]:
+        nonlocal eval_seconds
+        t0 = time.monotonic()
+        scores = heldout_scores(model, precision)
         eval_seconds = time.monotonic() - t0
         scores.update(step=step, epoch=round(seen / max(1, n_windows), 3), tag=tag)
         scores["elapsed_s"] = round(time.monotonic() - t_start, 1)
@@ -670,20 +673,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     tokenizer.save_pretrained(stage)
     for path in stage.iterdir():
         path.chmod(0o644)  # save_pretrained may create 0600 files
-    model.float()
 
     # What users get is the fp16 file loaded back as fp32: score exactly that.
     reloaded = AutoModelForQuestionAnswering.from_pretrained(
         str(stage), local_files_only=True, dtype=torch.float32
     )
-    final_scores = evaluate(
-        reloaded,
-        data.heldout_examples,
-        data.heldout_windows,
-        max_answer_tokens=cfg.max_answer_tokens,
-        batch_size=64,
-        pad_id=pad_id,
-    )
+    final_scores = heldout_scores(reloaded, "fp32")
     _log(f"held-out, fp16 model as saved: {json.dumps(final_scores)}")
 
     total_seconds = time.monotonic() - t_start
