@@ -22,6 +22,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _reliability_rows(reader: dict[str, Any]) -> list[list[Any]]:
+    """Score bin, questions in it, mean F1: one row per bin."""
+    return [
+        [f"{r['from']:.1f}–{r['to']:.1f}", int(r["n"]), r["mean_f1"]]
+        for r in reader.get("reliability", [])
+    ]
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
@@ -151,10 +159,7 @@ def markdown(report: dict[str, Any]) -> str:
     out += [
         _table(
             ["score", "questions", "mean F1"],
-            [
-                [f"{r['from']:.1f}–{r['to']:.1f}", int(r["n"]), r["mean_f1"]]
-                for r in primary.get("reliability", [])
-            ],
+            _reliability_rows(primary),
         ),
         "",
     ]
@@ -318,10 +323,7 @@ def html_page(report: dict[str, Any]) -> str:
             [(s, v["p50"], v["p95"]) for s, v in primary["latency_ms"].items()],
         )
     )
-    reliability_rows = [
-        [f"{r['from']:.1f}–{r['to']:.1f}", int(r["n"]), r["mean_f1"]]
-        for r in primary.get("reliability", [])
-    ]
+    reliability_rows = _reliability_rows(primary)
     failures = "".join(
         f"<details><summary><b>{html.escape(f['id'])}</b> {html.escape(f['question'])} — "
         f"gold {html.escape(str(f['gold']))}, predicted {html.escape(repr(f['prediction']))}"

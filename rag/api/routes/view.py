@@ -75,7 +75,9 @@ def _human_date(value: str | None) -> str | None:
     return f"{day.day} {day:%B %Y}"
 
 
-def _invalid(field: str, message: str) -> Response:
+def _invalid(param: str, message: str) -> Response:
+    """The API's validation error for a query parameter, named as FastAPI names it."""
+    field = f"query.{param}"
     return error_response(
         422,
         "validation_error",
