@@ -44,6 +44,11 @@ from rag.store.files import sha256_file
 
 QED = "qed"
 POLICYQA = "policyqa"
+SQUAD11 = "squad11"
+SQUAD2 = "squad2"
+SHIFTS = "squadshifts"
+COVID = "covidqa"
+CONTRACTNLI = "contractnli"
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP_WORDS = """a an the of in on at to for from by with and or is are was were be been
@@ -79,6 +84,7 @@ class SourceStats:
     files: list[dict[str, Any]] = field(default_factory=list)
     read: int = 0
     dropped_offset_mismatch: int = 0
+    dropped_heuristic: int = 0  # SQuAD 1.1 answers whose position was guessed
     dropped_empty: int = 0
     unanswerable: int = 0  # kept: annotated as "this paragraph has no answer"
     dropped_long_answer: int = 0  # answer longer than max_answer_tokens or no window holds it
@@ -236,24 +242,48 @@ def _answered(
     )
 
 
-def load_policyqa(paths: Sequence[Path]) -> tuple[list[Example], SourceStats]:
-    """Read PolicyQA (SQuAD 1.1 JSON); answers whose text is not at ``answer_start`` are
-    discarded, and a question left with none is dropped as an offset mismatch."""
-    stats = SourceStats(source=POLICYQA)
+def load_squad(
+    paths: Sequence[Path], source: str, *, keep_heuristic: bool = False
+) -> tuple[list[Example], SourceStats]:
+    """Read SQuAD 1.1 / 2.0 JSON (``is_impossible`` marks an unanswerable question).
+
+    Every answer must sit at its ``answer_start`` (``context[s:s+len(text)] == text``);
+    a question with any answer that does not is dropped and counted as an offset
+    mismatch. SQuAD 1.1 train answers whose position was guessed
+    (``offset_source: "heuristic"``, right about 4 times in 5) are dropped unless
+    ``keep_heuristic``: a wrong target teaches a wrong span, and the 78k certain ones
+    are more than a CPU run can use. Contexts without a title (COVID-QA) are keyed by
+    their ``document_id`` so the held-out split stays by document.
+    """
+    stats = SourceStats(source=source)
     examples: list[Example] = []
     for path in sorted(paths):
         stats.files.append(file_record(path))
         data = json.loads(path.read_text(encoding="utf-8"))
-        for article in data["data"]:
-            title = article.get("title", "")
-            for paragraph in article["paragraphs"]:
+        for a_no, article in enumerate(data["data"]):
+            title = str(article.get("title") or "")
+            for p_no, paragraph in enumerate(article["paragraphs"]):
                 context = paragraph["context"]
+                doc = title or str(paragraph.get("document_id") or f"{path.stem}:{a_no}:{p_no}")
                 for qa in paragraph["qas"]:
                     stats.read += 1
-                    question = qa["question"].strip()
-                    raw = qa.get("answers") or []
-                    if not question or not raw:
+                    question = str(qa["question"]).strip()
+                    qid = f"{source}:{qa['id']}"
+                    if not question:
                         stats.dropped_empty += 1
+                        continue
+                    if qa.get("is_impossible"):
+                        stats.unanswerable += 1
+                        examples.append(Example(qid, source, question, context, -1, -1, (), doc))
+                        continue
+                    raw = qa.get("answers") or []
+                    if not raw:
+                        stats.dropped_empty += 1
+                        continue
+                    if not keep_heuristic and any(
+                        ans.get("offset_source") == "heuristic" for ans in raw
+                    ):
+                        stats.dropped_heuristic += 1
                         continue
                     good = []
                     for ans in raw:
@@ -263,44 +293,161 @@ def load_policyqa(paths: Sequence[Path]) -> tuple[list[Example], SourceStats]:
                             a, b = _trim(context, s, e)
                             if a < b:
                                 good.append((a, b))
-                    if len(good) < len(raw):
+                    if len(good) < len(raw) or not good:
                         stats.dropped_offset_mismatch += 1
                         continue
-                    examples.append(
-                        _answered(
-                            f"policyqa:{path.stem}:{qa['id']}",
-                            POLICYQA,
-                            question,
-                            context,
-                            good,
-                            title,
-                        )
-                    )
+                    examples.append(_answered(qid, source, question, context, good, doc))
     return examples, stats
 
 
-def context_key(example: Example) -> str:
-    """The split key: the source and the context text, hashed."""
-    return hashlib.sha256(f"{example.source}\n{example.context}".encode()).hexdigest()
+def load_policyqa(paths: Sequence[Path]) -> tuple[list[Example], SourceStats]:
+    """PolicyQA is SQuAD 1.1 JSON."""
+    return load_squad(paths, POLICYQA)
 
 
-def is_heldout(example: Example, fraction: float) -> bool:
-    """Whether the example's context belongs to the held-out slice.
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One data set of ``../shared/datasets``: where it lies and how it is read."""
 
-    A hash instead of a random draw: the same paragraph lands on the same side in
-    every run and whatever other examples are added or dropped.
+    name: str
+    folder: str
+    pattern: str
+    kind: str  # "squad" or "qed"
+    licence: str
+    attribution: str
+
+
+#: Every training source of ``../shared/datasets`` (its README gives counts and caveats).
+SOURCES: tuple[SourceSpec, ...] = (
+    SourceSpec(
+        SQUAD11,
+        "squad11-train",
+        "*.json",
+        "squad",
+        "CC BY-SA 4.0",
+        "SQuAD 1.1 train, Rajpurkar et al. 2016 (rebuilt from the SQuAD explorer pages)",
+    ),
+    SourceSpec(
+        SQUAD2,
+        "squad2-dev-28",
+        "*.json",
+        "squad",
+        "CC BY-SA 4.0",
+        "SQuAD 2.0 dev, 28 of 35 articles, Rajpurkar, Jia & Liang 2018",
+    ),
+    SourceSpec(
+        SHIFTS,
+        "squadshifts-new-wiki",
+        "*.json",
+        "squad",
+        "CC BY 4.0",
+        "SQuADShifts new-wiki, Miller et al. 2020",
+    ),
+    SourceSpec(
+        COVID,
+        "covid-qa",
+        "*.json",
+        "squad",
+        "Apache-2.0",
+        "COVID-QA, Möller et al. 2020 (deepset-ai/COVID-QA)",
+    ),
+    SourceSpec(
+        CONTRACTNLI,
+        "contractnli",
+        "*.json",
+        "squad",
+        "Apache-2.0",
+        "ContractNLI recast as QA, Koreeda & Manning 2021",
+    ),
+    SourceSpec(QED, "qed", "*.jsonl", "qed", "CC BY-SA 3.0", "QED, Lamm et al. 2021"),
+    SourceSpec(POLICYQA, "policyqa", "*.json", "squad", "MIT", "PolicyQA, Ahmad et al. 2020"),
+)
+
+
+def load_source(spec: SourceSpec, data_dir: Path) -> tuple[list[Example], SourceStats]:
+    """Load one source from ``data_dir / spec.folder``; a missing folder is an error."""
+    folder = data_dir / spec.folder
+    files = sorted(folder.glob(spec.pattern))
+    if not files:
+        raise FileNotFoundError(f"no {spec.pattern} files in {folder}")
+    if spec.kind == "qed":
+        return load_qed(files)
+    # Only SQuAD 1.1 train had its positions rebuilt by guessing (see load_squad).
+    return load_squad(files, spec.name, keep_heuristic=spec.name != SQUAD11)
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``"squad11=0.4,squad2=1"`` -> fractions of each source's examples to use.
+
+    Sources not named are not used; a fraction must be in (0, 1].
     """
-    return int(context_key(example)[:12], 16) % 1_000_000 < round(fraction * 1_000_000)
+    known = {s.name for s in SOURCES}
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in known:
+            raise ValueError(f"unknown source {name!r} in mix (known: {sorted(known)})")
+        fraction = float(value) if value else 1.0
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction of {name} must be in (0, 1], got {fraction}")
+        mix[name] = fraction
+    if not mix:
+        raise ValueError("the mix names no source")
+    return mix
+
+
+def sample_fraction(examples: Sequence[Example], fraction: float, seed: int) -> list[Example]:
+    """A seeded ``fraction`` of ``examples`` (all when 1), order preserved."""
+    if fraction >= 1:
+        return list(examples)
+    rng = random.Random(seed)
+    return [ex for ex in examples if rng.random() < fraction]
+
+
+def split_key(example: Example) -> str:
+    """The split unit: the article (title or document id), else the context itself."""
+    unit = example.title or example.context
+    return hashlib.sha256(f"{example.source}\n{unit}".encode()).hexdigest()
+
+
+def heldout_units(examples: Iterable[Example], fraction: float) -> set[str]:
+    """The held-out articles: per source, the ``fraction`` of its articles (at least one)
+    whose hashed key sorts first.
+
+    By article, never by question or paragraph: questions on one article share names and
+    wording, so a held-out question beside a trained one on the same article would
+    flatter the model. A hash order rather than a random draw: the same articles are
+    held out in every run.
+    """
+    by_source: dict[str, set[str]] = {}
+    for ex in examples:
+        by_source.setdefault(ex.source, set()).add(split_key(ex))
+    chosen: set[str] = set()
+    for keys in by_source.values():
+        n = max(1, round(fraction * len(keys)))
+        chosen.update(sorted(keys)[:n])
+    return chosen
 
 
 def split_examples(
-    examples: Iterable[Example], fraction: float
+    examples: Sequence[Example], fraction: float | dict[str, float]
 ) -> tuple[list[Example], list[Example]]:
-    """(train, held-out), disjoint by context, order preserved."""
+    """(train, held-out), disjoint by article, order preserved.
+
+    ``fraction`` is one fraction for every source or one per source (sources not named
+    get the smallest one given).
+    """
+    fractions = fraction if isinstance(fraction, dict) else {}
+    default = min(fractions.values()) if fractions else float(fraction)  # type: ignore[arg-type]
+    held: set[str] = set()
+    for source in {ex.source for ex in examples}:
+        subset = [ex for ex in examples if ex.source == source]
+        held |= heldout_units(subset, fractions.get(source, default))
     train: list[Example] = []
     heldout: list[Example] = []
     for ex in examples:
-        (heldout if is_heldout(ex, fraction) else train).append(ex)
+        (heldout if split_key(ex) in held else train).append(ex)
     return train, heldout
 
 

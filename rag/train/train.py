@@ -59,20 +59,30 @@ from rag.metrics import exact_match, f1_score
 from rag.reader.qa_model import collate, decode_window
 from rag.store.files import sha256_file
 from rag.train.data import (
-    POLICYQA,
     QED,
+    SOURCES,
+    SQUAD2,
+    SQUAD11,
     Example,
     LabelledWindow,
     SourceStats,
     build_windows,
-    load_policyqa,
-    load_qed,
+    load_source,
     make_negatives,
+    parse_mix,
+    sample_fraction,
     split_examples,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = Path("/work/shared/datasets")
+#: The shared data sets, relative to the project folder (override: --data-dir or
+#: RAG_TRAIN_DATA). Never an absolute path of one machine.
+DEFAULT_DATA = Path(os.environ.get("RAG_TRAIN_DATA", "../shared/datasets"))
+#: The chosen mix: fractions of each source's examples (see the module docstring).
+DEFAULT_MIX = "squad11=0.35,squad2=1,squadshifts=0.5,qed=0.15,policyqa=0.15,contractnli=0.05"
+#: Held-out articles per source: 4 of the 28 SQuAD 2.0 dev articles (so abstention is
+#: selected on adversarial questions too), 3 % of the others.
+DEFAULT_HELDOUT = "squad2=0.15,default=0.03"
 MANIFEST = "manifest.json"
 FORMAT = "rag-reader/1"
 
@@ -86,24 +96,29 @@ class TrainConfig:
 
     out: Path = Path("models/reader")
     checkpoints: Path = Path("models/reader-checkpoints")
-    qed_dir: Path = DEFAULT_DATA / "qed"
-    policyqa_dir: Path = DEFAULT_DATA / "policyqa"
-    base_model: str | None = None  # None: the packaged all-MiniLM-L6-v2
-    max_seq_len: int = 384
-    doc_stride: int = 128
+    data_dir: Path = DEFAULT_DATA
+    mix: str = DEFAULT_MIX
+    base_model: str | None = None  # None: the packaged all-MiniLM-L6-v2; or models/reader
+    max_seq_len: int = 256
+    doc_stride: int = 96
     max_answer_tokens: int = 30
     max_query_tokens: int = 64
     epochs: float = 3.0
     batch_size: int = 32
-    lr: float = 1e-4
-    warmup: float = 0.1
+    lr: float = 8e-5
+    warmup: float = 0.05
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     no_answer_keep: float = 0.5
     negative_fraction: float = 0.1
-    heldout_fraction: float = 0.05
+    heldout: str = DEFAULT_HELDOUT
+    heldout_max_per_source: int = 150  # cap per source except squad2 (all its held-out)
     evals_per_epoch: int = 2
-    max_minutes: float = 75.0
+    max_minutes: float = 105.0
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    checkpoint_every: int = 200  # steps between resumable checkpoints
+    resume: bool = False  # continue from the last checkpoint in --checkpoints
+    stop_after_steps: int = 0  # > 0: stop (as if killed) after N steps; for resume tests
     seed: int = 13
     threads: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast when the CPU supports it, else fp32
@@ -123,18 +138,34 @@ _HELP = {
     "max_minutes": "wall clock",
     "limit": "smoke runs: first N examples",
     "max_steps": "smoke runs: stop after N steps",
+    "mix": "source=fraction,... of " + ",".join(s.name for s in SOURCES),
+    "heldout": "source=fraction,...,default=fraction of articles held out",
+    "resume": "continue from the last checkpoint",
+    "stop_after_steps": "tests: leave the run as if killed after N steps",
 }
-_CHOICES = {"threads": ["auto", "1", "2"], "precision": ["auto", "bf16", "fp32"]}
+_CHOICES = {
+    "threads": ["auto", "1", "2"],
+    "precision": ["auto", "bf16", "fp32"],
+    "device": ["auto", "cpu", "cuda"],
+}
+
+#: Settings that may differ between a run and its resumption.
+_RESUMABLE = {"resume", "max_minutes", "stop_after_steps", "threads", "checkpoint_every"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Command line -> :class:`TrainConfig` (defaults are the chosen run)."""
     p = argparse.ArgumentParser(
         prog="python -m rag.train",
-        description="Train the extractive span reader on QED + PolicyQA (CPU).",
+        description="Train the extractive span reader on the shared QA data sets.",
     )
     for f in fields(TrainConfig):
         default = f.default
+        if isinstance(default, bool):
+            p.add_argument(
+                "--" + f.name.replace("_", "-"), action="store_true", help=_HELP.get(f.name)
+            )
+            continue
         p.add_argument(
             "--" + f.name.replace("_", "-"),
             type=str if default is None else type(default),
@@ -156,8 +187,13 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("no_answer_keep", "negative_fraction", "warmup"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be in [0, 1]")
-    if not 0 < cfg.heldout_fraction < 0.5:
-        raise SystemExit("--heldout-fraction must be in (0, 0.5)")
+    try:
+        parse_mix(cfg.mix)
+        fractions = heldout_fractions(cfg.heldout)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    if not all(0 < f < 0.5 for f in fractions.values()):
+        raise SystemExit("--heldout fractions must be in (0, 0.5)")
     if cfg.out.resolve() == cfg.checkpoints.resolve() or cfg.checkpoints.resolve().is_relative_to(
         cfg.out.resolve()
     ):
@@ -167,28 +203,74 @@ def validate(cfg: TrainConfig) -> None:
 # ------------------------------------------------------------------------ helpers
 
 
-def bf16_supported() -> bool:
-    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 / AMX)."""
+def heldout_fractions(text: str) -> dict[str, float]:
+    """``"squad2=0.15,default=0.03"`` -> a fraction for every source."""
+    given: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        given[name.strip()] = float(value)
+    default = given.pop("default", 0.03)
+    known = {s.name for s in SOURCES}
+    if unknown := set(given) - known:
+        raise ValueError(f"unknown sources in --heldout: {sorted(unknown)}")
+    return {s.name: given.get(s.name, default) for s in SOURCES}
+
+
+def data_path(cfg: TrainConfig) -> Path:
+    """The data folder; a relative one is relative to the project folder."""
+    return cfg.data_dir if cfg.data_dir.is_absolute() else REPO_ROOT / cfg.data_dir
+
+
+def shown_path(path: Path) -> str:
+    """A data file's path as the manifest records it: relative to the project."""
+    try:
+        return os.path.relpath(path.resolve(), REPO_ROOT)
+    except ValueError:
+        return str(path)
+
+
+def pick_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; nothing assumes a GPU."""
     import torch
 
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    return name
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 / AMX).
+
+    oneDNN reports bf16 as supported on any AVX512 CPU, where it is emulated: measured
+    on this machine's AVX512 (no BF16) CPU, a bf16-autocast step was 1.5-3x *slower*
+    than fp32. So on Linux the CPU's own flags decide.
+    """
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = set(cpuinfo.read_text(errors="replace").split())
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
 
-def autocast(precision: str) -> Any:
-    """bf16 autocast on CPU (fp32 master weights, fp32 loss), or nothing for fp32.
+def autocast(precision: str, device: str = "cpu") -> Any:
+    """bf16 autocast (fp32 master weights, fp32 loss), or nothing for fp32.
 
-    On this machine's CPU (AVX512-BF16) a training step runs ~2.4x faster in bf16
-    autocast than in fp32; the weights, optimizer state and loss stay fp32.
+    On a CPU with AVX512-BF16 a training step runs ~2.4x faster in bf16 autocast than
+    in fp32; the weights, optimizer state and loss stay fp32.
     """
     import contextlib
 
     import torch
 
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -319,6 +401,7 @@ def predict_windows(
     batch_size: int,
     pad_id: int,
     precision: str = "fp32",
+    device: str = "cpu",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Start/end logits for each window, in order (batched shortest first)."""
     import torch
@@ -327,16 +410,49 @@ def predict_windows(
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), autocast(precision):
+    with torch.inference_mode(), autocast(precision, device):
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             inputs = collate([windows[i].window for i in idx], pad_id=pad_id)
-            res = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-            s, e = res.start_logits.float().numpy(), res.end_logits.float().numpy()
+            res = model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
+            s = res.start_logits.float().cpu().numpy()
+            e = res.end_logits.float().cpu().numpy()
             for k, i in enumerate(idx):
                 out[i] = (s[k], e[k])
     model.train(was_training)
     return [out[i] for i in range(len(windows))]
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return round(float(np.mean(xs)), 4) if xs else None
+
+
+def threshold_sweep(
+    rows: Sequence[tuple[bool, float, float]], thresholds: Sequence[float]
+) -> list[dict[str, float | None]]:
+    """Answerable F1, unanswerable abstained and overall F1 for each margin threshold.
+
+    ``rows`` are (has_answer, margin, f1 of the best span) per question, with
+    ``margin = best span score - null score``; a question is answered when its margin
+    is at least the threshold (SQuAD 2.0's null-score-difference rule).
+    """
+    out: list[dict[str, float | None]] = []
+    for t in thresholds:
+        ans = [f1 if m >= t else 0.0 for has, m, f1 in rows if has]
+        una = [float(m < t) for has, m, _ in rows if not has]
+        overall = ans + una
+        out.append(
+            {
+                "threshold": round(float(t), 3),
+                "answerable_f1": _mean(ans),
+                "unanswerable_abstained": _mean(una),
+                "overall_f1": _mean(overall),
+            }
+        )
+    return out
+
+
+SWEEP = tuple(np.round(np.arange(-6.0, 6.01, 0.5), 2))
 
 
 def evaluate(
@@ -348,17 +464,19 @@ def evaluate(
     batch_size: int,
     pad_id: int,
     precision: str = "fp32",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Held-out scores with the service's decoder.
 
-    Per example: best span over its windows (``decode_window``, never abstaining) and
-    the null score (min over windows). ``f1``/``em``: answerable examples, never
-    abstaining (the selection metric). ``no_answer_acc``: unanswerable examples whose
-    null score beats their best span. ``answered_rate``: answerable examples whose best
-    span beats the null score. ``overall_f1``: both kinds with that decision.
+    Per example: best span over its windows (``decode_window``) and the null score
+    (min over windows). ``f1``/``em``: answerable examples, never abstaining.
+    ``no_answer_acc``/``answered_rate``: with the plain rule (answer when the best span
+    beats the null score). ``sweep``: the trade-off over margin thresholds, and
+    ``best_overall_f1`` the best of it, which is what model selection uses (it rewards
+    both finding the span and knowing when there is none).
     """
     logits = predict_windows(
-        model, windows, batch_size=batch_size, pad_id=pad_id, precision=precision
+        model, windows, batch_size=batch_size, pad_id=pad_id, precision=precision, device=device
     )
     best: dict[int, tuple[float, str]] = {}
     null: dict[int, float] = {}
@@ -369,37 +487,40 @@ def evaluate(
         if spans and (i not in best or spans[0].score > best[i][0]):
             best[i] = (spans[0].score, examples[i].context[spans[0].start : spans[0].end])
     f1s: dict[str, list[float]] = {}
+    no_answer_by: dict[str, list[float]] = {}
     ems: list[float] = []
     answered: list[float] = []
-    no_answer: list[float] = []
-    overall: list[float] = []
+    rows: list[tuple[bool, float, float]] = []
     for i in null:
         ex = examples[i]
         score, text = best.get(i, (-math.inf, ""))
-        abstains = null[i] > score
+        margin = max(-1e3, score - null[i])
+        abstains = margin < 0
         if ex.has_answer:
             f1 = f1_score(text, ex.answers)
             f1s.setdefault(ex.source, []).append(f1)
             ems.append(exact_match(text, ex.answers))
             answered.append(float(not abstains))
-            overall.append(0.0 if abstains else f1)
+            rows.append((True, margin, f1))
         else:
-            no_answer.append(float(abstains))
-            overall.append(float(abstains))
+            no_answer_by.setdefault(ex.source, []).append(float(abstains))
+            rows.append((False, margin, 0.0))
     all_f1 = [f for v in f1s.values() for f in v]
-
-    def mean(xs: Sequence[float]) -> float | None:
-        return round(float(np.mean(xs)), 4) if xs else None
-
+    sweep = threshold_sweep(rows, SWEEP)
+    best_row = max(sweep, key=lambda r: r["overall_f1"] or 0.0)
     return {
-        "f1": mean(all_f1),
-        "em": mean(ems),
-        "f1_by_source": {k: mean(v) for k, v in sorted(f1s.items())},
+        "f1": _mean(all_f1),
+        "em": _mean(ems),
+        "f1_by_source": {k: _mean(v) for k, v in sorted(f1s.items())},
+        "no_answer_acc_by_source": {k: _mean(v) for k, v in sorted(no_answer_by.items())},
         "answerable": len(all_f1),
-        "unanswerable": len(no_answer),
-        "no_answer_acc": mean(no_answer),
-        "answered_rate": mean(answered),
-        "overall_f1": mean(overall),
+        "unanswerable": sum(len(v) for v in no_answer_by.values()),
+        "no_answer_acc": _mean([x for v in no_answer_by.values() for x in v]),
+        "answered_rate": _mean(answered),
+        "overall_f1": threshold_sweep(rows, [0.0])[0]["overall_f1"],
+        "best_overall_f1": best_row["overall_f1"],
+        "best_threshold": best_row["threshold"],
+        "sweep": sweep,
     }
 
 
@@ -419,23 +540,50 @@ class Prepared:
 
 
 def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
-    """Load, verify, split, add negatives, window; every count goes to the manifest."""
-    qed_files = sorted(cfg.qed_dir.glob("*.jsonl"))
-    policy_files = [cfg.policyqa_dir / "dev.json", cfg.policyqa_dir / "test.json"]
-    if not qed_files:
-        raise SystemExit(f"no QED files (*.jsonl) in {cfg.qed_dir}")
-    for f in policy_files:
-        if not f.is_file():
-            raise SystemExit(f"missing PolicyQA file {f}")
-    qed, qed_stats = load_qed(qed_files)
-    policy, policy_stats = load_policyqa(policy_files)
-    sources = {QED: qed_stats, POLICYQA: policy_stats}
-    train, heldout = split_examples(qed + policy, cfg.heldout_fraction)
+    """Load, verify, split by article, sample the mix, add negatives, window.
+
+    The split comes before the mix's sampling, so the held-out articles are the same
+    whatever fractions are trained on. Every count goes to the manifest.
+    """
+    mix = parse_mix(cfg.mix)
+    root = data_path(cfg)
+    sources: dict[str, SourceStats] = {}
+    train: list[Example] = []
+    heldout: list[Example] = []
+    fractions = heldout_fractions(cfg.heldout)
+    for n, spec in enumerate(SOURCES):
+        if spec.name not in mix:
+            continue
+        try:
+            examples, stats = load_source(spec, root)
+        except FileNotFoundError as exc:
+            raise SystemExit(f"{exc} (set --data-dir or RAG_TRAIN_DATA)") from exc
+        for f in stats.files:
+            f["path"] = shown_path(Path(f["path"]))
+        sources[spec.name] = stats
+        tr, ho = split_examples(examples, fractions[spec.name])
+        tr = sample_fraction(tr, mix[spec.name], cfg.seed + n)
+        if spec.name != SQUAD2 and len(ho) > cfg.heldout_max_per_source:
+            ho = random.Random(cfg.seed + n).sample(ho, cfg.heldout_max_per_source)
+        train += tr
+        heldout += ho
     if cfg.limit > 0:
         train = random.Random(cfg.seed).sample(train, min(cfg.limit, len(train)))
-        heldout = heldout[: max(20, cfg.limit // 10)]
-    train_neg = make_negatives(train, cfg.negative_fraction, cfg.seed)
-    heldout_neg = make_negatives(heldout, cfg.negative_fraction, cfg.seed + 1)
+        heldout = random.Random(cfg.seed).sample(
+            heldout, min(len(heldout), max(20, cfg.limit // 10))
+        )
+    # Cross-article negatives for the sources with specific factual questions.
+    neg_sources = [name for name in (QED, SQUAD11) if name in mix]
+    train_neg = [
+        neg
+        for name in neg_sources
+        for neg in make_negatives(train, cfg.negative_fraction, cfg.seed, source=name)
+    ]
+    heldout_neg = [
+        neg
+        for name in neg_sources
+        for neg in make_negatives(heldout, cfg.negative_fraction, cfg.seed + 1, source=name)
+    ]
     common = {
         "max_seq_len": cfg.max_seq_len,
         "doc_stride": cfg.doc_stride,
@@ -476,8 +624,68 @@ def _log(msg: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def epoch_batches(
+    windows: Sequence[LabelledWindow], cfg: TrainConfig, epoch: int
+) -> list[list[int]]:
+    """The batch order of one epoch: a function of the seed and the epoch alone, so a
+    resumed run replays exactly the batches the interrupted one had left."""
+    rng = random.Random(cfg.seed * 1000 + epoch)
+    return length_bucketed_batches(windows, cfg.batch_size, rng, cfg.bucket_batches)
+
+
+def config_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings a checkpoint is only valid for (all but the resumable ones)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE}
+
+
+def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: dict[str, Any]) -> None:
+    """Write a resumable checkpoint atomically: a folder beside, then a rename."""
+    import torch
+
+    stage = folder.with_name(folder.name + ".partial")
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        stage / "state.pt",
+    )
+    (stage / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    os.replace(stage, folder)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def load_checkpoint(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, state) of the last checkpoint; refuses one made with other settings."""
+    import torch
+
+    if not (folder / "state.json").is_file():
+        raise SystemExit(f"--resume: no checkpoint in {folder}")
+    state = json.loads((folder / "state.json").read_text())
+    if state.get("config") != config_fingerprint(cfg):
+        theirs, ours = state.get("config", {}), config_fingerprint(cfg)
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise SystemExit(f"--resume: the checkpoint was made with other settings: {diff}")
+    tensors = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
+    return tensors, state
+
+
 def run(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, keep the best by held-out F1, write the fp16 model folder and manifest."""
+    """Train, keep the best by held-out overall F1, write the fp16 model and manifest.
+
+    Returns the manifest, or ``{"interrupted_at_step": n}`` when ``stop_after_steps``
+    ends the run early (as a kill would, but after a checkpoint).
+    """
     t_start = time.monotonic()
     budget = cfg.max_minutes * 60.0
     import torch
@@ -489,12 +697,16 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    threads = ThreadChooser(cfg.threads)
+    device = pick_device(cfg.device)
+    threads = ThreadChooser(cfg.threads if device == "cpu" else "2")
     threads.apply()
     precision = cfg.precision
     if precision == "auto":
-        precision = "bf16" if bf16_supported() else "fp32"
-    _log(f"precision: {precision} (autocast for training and periodic held-out evaluation)")
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        else:
+            precision = "bf16" if bf16_supported() else "fp32"
+    _log(f"device: {device}; precision: {precision}")
 
     base_path, base_info = base_model_info(cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_path, local_files_only=True)
@@ -514,6 +726,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     model = AutoModelForQuestionAnswering.from_pretrained(
         base_path, local_files_only=True, dtype=torch.float32
     )
+    model.to(device)
     model.train()
     pad_id = tokenizer.pad_token_id or 0
 
@@ -538,6 +751,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     warmup_steps = max(1, int(total_steps * cfg.warmup))
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
     ckpt_dir = cfg.checkpoints / "best"
+    last_dir = cfg.checkpoints / "last"
     cfg.checkpoints.mkdir(parents=True, exist_ok=True)
 
     sample = {
@@ -548,21 +762,34 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     best_f1 = -1.0
     best_step = 0
-    best_state: dict[str, Any] | None = None
     eval_seconds = 60.0  # first guess of one held-out evaluation, updated after each
     stopped_by = "epochs"
     clock_driven_steps = 0  # steps whose learning rate the wall clock lowered
     step = 0
     seen = 0
-    rng = random.Random(cfg.seed)
+    loss_ema: float | None = None
+    before = 0.0  # training seconds of earlier sessions of this run (resume)
+    resumed: list[int] = []
+    if cfg.resume:
+        tensors, state = load_checkpoint(last_dir, cfg)
+        model.load_state_dict(tensors["model"])
+        optimizer.load_state_dict(tensors["optimizer"])
+        torch.set_rng_state(tensors["torch_rng"])
+        step, seen = state["step"], state["seen"]
+        best_f1, best_step = state["best_f1"], state["best_step"]
+        history, loss_ema = state["history"], state["loss_ema"]
+        before, clock_driven_steps = state["elapsed_s"], state["clock_driven_steps"]
+        resumed = [*state.get("resumed_at", []), step]
+        _log(f"resumed at step {step} of {total_steps} ({before / 60:.1f} min done)")
     t_train = time.monotonic()
 
-    def time_left() -> float:
-        return budget - (time.monotonic() - t_start)
+    def elapsed_train() -> float:
+        """Seconds of training over every session of this run."""
+        return before + (time.monotonic() - t_train)
 
     def train_deadline() -> float:
         # Leave room for the last evaluation, the fp16 round trip check and saving.
-        return budget - 2.5 * eval_seconds - 60.0
+        return budget - (t_train - t_start) - 2.5 * eval_seconds - 60.0
 
     def heldout_scores(m: Any, precision: str) -> dict[str, Any]:
         return evaluate(
@@ -573,6 +800,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             batch_size=64,
             pad_id=pad_id,
             precision=precision,
+            device=device,
         )
 
     def held_out(tag: str) -> dict[str, Any]:
@@ -581,41 +809,60 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         scores = heldout_scores(model, precision)
         eval_seconds = time.monotonic() - t0
         scores.update(step=step, epoch=round(seen / max(1, n_windows), 3), tag=tag)
-        scores["elapsed_s"] = round(time.monotonic() - t_start, 1)
-        _log(f"held-out @ step {step}: {json.dumps(scores)} ({eval_seconds:.0f}s)")
+        scores["elapsed_s"] = round(elapsed_train(), 1)
+        brief = {k: v for k, v in scores.items() if k != "sweep"}
+        _log(f"held-out @ step {step}: {json.dumps(brief)} ({eval_seconds:.0f}s)")
         return scores
 
     def consider(scores: dict[str, Any]) -> None:
-        nonlocal best_f1, best_step, best_state
+        nonlocal best_f1, best_step
         history.append(scores)
-        f1 = scores["f1"] or 0.0
+        f1 = scores["best_overall_f1"] or 0.0
         if f1 > best_f1:
             best_f1, best_step = f1, step
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             save_file(
-                {k: v.contiguous() for k, v in best_state.items()},
+                {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                 str(ckpt_dir / "model.safetensors"),
             )
             model.config.save_pretrained(ckpt_dir)
             (ckpt_dir / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
 
-    bar = tqdm(total=total_steps, desc="train", unit="step", mininterval=5.0, file=sys.stderr)
-    epoch = 0
-    loss_ema: float | None = None
-    done = False
+    def checkpoint() -> None:
+        state = {
+            "config": config_fingerprint(cfg),
+            "step": step,
+            "seen": seen,
+            "best_f1": best_f1,
+            "best_step": best_step,
+            "history": history,
+            "loss_ema": loss_ema,
+            "elapsed_s": round(elapsed_train(), 1),
+            "clock_driven_steps": clock_driven_steps,
+            "resumed_at": resumed,
+        }
+        save_checkpoint(last_dir, model, optimizer, state)
+
+    bar = tqdm(
+        total=total_steps, initial=step, desc="train", unit="step", mininterval=5.0, file=sys.stderr
+    )
+    done = step >= total_steps
+    interrupted = False
+    windows_done = 0
+    t_rate = time.monotonic()
     while not done:
-        for batch_idx in length_bucketed_batches(
-            data.train_windows, cfg.batch_size, rng, cfg.bucket_batches
-        ):
-            elapsed = time.monotonic() - t_start
+        epoch, offset = divmod(step, steps_per_epoch)
+        batches = epoch_batches(data.train_windows, cfg, epoch)
+        for batch_idx in batches[offset:]:
+            elapsed = elapsed_train()
             deadline = train_deadline()
             if elapsed >= deadline:
                 stopped_by = "time budget"
                 done = True
                 break
-            threads.maybe_probe(model, sample, elapsed, precision)
-            clock = (elapsed - (t_train - t_start)) / max(1.0, deadline - (t_train - t_start))
+            if device == "cpu":
+                threads.maybe_probe(model, sample, elapsed, precision)
+            clock = elapsed / max(1.0, deadline)
             progress = max(step / total_steps, clock)
             clock_driven_steps += int(step >= warmup_steps and clock > step / total_steps)
             if step < warmup_steps:
@@ -627,12 +874,12 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 group["lr"] = cfg.lr * factor
             batch = [data.train_windows[i] for i in batch_idx]
             inputs = {
-                k: torch.from_numpy(v)
+                k: torch.from_numpy(v).to(device)
                 for k, v in collate([w.window for w in batch], pad_id=pad_id).items()
             }
-            starts = torch.tensor([w.start_position for w in batch], dtype=torch.long)
-            ends = torch.tensor([w.end_position for w in batch], dtype=torch.long)
-            with autocast(precision):
+            starts = torch.tensor([w.start_position for w in batch], device=device)
+            ends = torch.tensor([w.end_position for w in batch], device=device)
+            with autocast(precision, device):
                 out = model(**inputs, start_positions=starts, end_positions=ends)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -640,26 +887,43 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             step += 1
             seen += len(batch)
+            windows_done += len(batch)
             loss = float(out.loss.detach())
             loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
             bar.update(1)
+            rate = windows_done / max(1e-9, time.monotonic() - t_rate)
             bar.set_postfix(
-                loss=f"{loss_ema:.3f}", lr=f"{cfg.lr * factor:.2e}", thr=threads.current
+                loss=f"{loss_ema:.3f}",
+                lr=f"{cfg.lr * factor:.2e}",
+                win_s=f"{rate:.1f}",
+                thr=threads.current,
             )
             # (no periodic evaluation just before the end: the final one follows)
             if step % eval_every == 0 and total_steps - step >= eval_every // 4:
                 consider(held_out("periodic"))
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+            if cfg.stop_after_steps and step >= cfg.stop_after_steps and step < total_steps:
+                checkpoint()
+                interrupted = done = True
+                break
             if step >= total_steps:
                 done = True
                 break
-        epoch += 1
     bar.close()
-    train_seconds = time.monotonic() - t_train
+    if interrupted:
+        _log(f"stopped after step {step} as asked (--stop-after-steps); --resume continues")
+        return {"interrupted_at_step": step}
+    train_seconds = elapsed_train()
+    windows_per_s = round(windows_done / max(1e-9, time.monotonic() - t_rate), 2)
+    _log(f"training reached {windows_per_s} windows/s")
     if not history or history[-1]["step"] != step:
         consider(held_out("final"))
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    _log(f"best held-out F1 {best_f1:.4f} at step {best_step}; stopped by {stopped_by}")
+    if (ckpt_dir / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors"), device=device))
+    _log(f"best held-out overall F1 {best_f1:.4f} at step {best_step}; stopped by {stopped_by}")
 
     # Write the model folder: stage next to it, then swap in, so a crash never leaves a
     # half-written model where the service looks for one.
@@ -677,11 +941,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     # What users get is the fp16 file loaded back as fp32: score exactly that.
     reloaded = AutoModelForQuestionAnswering.from_pretrained(
         str(stage), local_files_only=True, dtype=torch.float32
-    )
+    ).to(device)
     final_scores = heldout_scores(reloaded, "fp32")
-    _log(f"held-out, fp16 model as saved: {json.dumps(final_scores)}")
+    brief = {k: v for k, v in final_scores.items() if k != "sweep"}
+    _log(f"held-out, fp16 model as saved: {json.dumps(brief)}")
 
     total_seconds = time.monotonic() - t_start
+    specs = {spec.name: spec for spec in SOURCES}
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -689,10 +955,19 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "base_model": base_info,
         "code_commit": git_commit(),
         "data": {
+            "root": shown_path(data_path(cfg)),
             "files": [f for st in data.sources.values() for f in st.files],
-            "sources": {name: st.to_dict() for name, st in data.sources.items()},
+            "sources": {
+                name: st.to_dict()
+                | {
+                    "fraction_used": parse_mix(cfg.mix)[name],
+                    "licence": specs[name].licence,
+                    "attribution": specs[name].attribution,
+                }
+                for name, st in data.sources.items()
+            },
             "windows": data.window_stats,
-            "heldout_split": f"sha256(source + context) -> {cfg.heldout_fraction:.0%} of contexts",
+            "heldout_split": f"by article (title or document id), per source: {cfg.heldout}",
         },
         "hyperparameters": cfg.to_dict()
         | {
@@ -705,11 +980,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             "precision_used": precision,
         },
         "training": {
+            "device": device,
             "seconds": round(total_seconds, 1),
             "train_loop_seconds": round(train_seconds, 1),
+            "windows_per_second": windows_per_s,
             "steps": step,
             "epochs_completed": round(seen / max(1, n_windows), 3),
             "stopped_by": stopped_by,
+            "resumed_at_steps": resumed,
             # > 0: the run was slower than planned and is not bit-reproducible
             "clock_driven_steps": clock_driven_steps,
             "threads": {"mode": cfg.threads, "switches": threads.history},
@@ -721,7 +999,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             "best_step": best_step,
             "best": next((h for h in history if h["step"] == best_step), None),
             "fp16_saved_model": final_scores,
-            "history": history,
+            "history": [{k: v for k, v in h.items() if k != "sweep"} for h in history],
         },
     }
     manifest["files"] = file_inventory(stage)
