@@ -135,7 +135,15 @@ def serve(
 
     settings = _settings(host=host, port=port)
     typer.echo(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # proxy_headers=False: the app itself decides whose X-Forwarded-For to believe
+    # (RAG_TRUSTED_PROXIES); uvicorn's default would believe any local peer's.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        proxy_headers=False,
+    )
 
 
 @app.command("eval")

@@ -9,11 +9,13 @@ pinned ``RAG_READER``.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,6 +23,19 @@ import httpx
 
 class ServiceStartError(RuntimeError):
     """The service exited or never reached the expected readiness."""
+
+
+def publish_copy(index_dir: Path, source: Path, keep: int | None = None) -> str:
+    """Publish a copy of a built version folder as a new version, as `rag index` does;
+    with ``keep``, retire old versions as it does. Returns the new version's name."""
+    from rag.store.layout import new_version_dir, publish, remove_stale
+
+    tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
+    final = publish(index_dir, tmp)
+    if keep is not None:
+        remove_stale(index_dir, keep)
+    return final.name
 
 
 def free_port() -> int:

@@ -87,7 +87,45 @@ class ModelLoadError(RagError):
     code = "model_unavailable"
 
 
+class ReaderWeightsError(RagError):
+    """The reader's fitted weights are missing, malformed or fitted for something else."""
+
+
 class EvalSetError(RagError):
     """An evaluation file does not follow the schema."""
 
     code = "eval_set_invalid"
+
+
+class NotReadyError(RagError):
+    """The service has no index and models loaded yet (or could not load them)."""
+
+    code = "not_ready"
+
+
+class RateLimitedError(RagError):
+    """A client sent more requests than its share of a minute."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        #: Seconds after which a retry may succeed (the Retry-After header).
+        self.retry_after = retry_after
+
+
+class OverloadedError(RagError):
+    """Every question slot and every place in the queue is taken: retry shortly."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        #: Seconds after which a retry may succeed (the Retry-After header).
+        self.retry_after = retry_after
+
+
+class BodyTooLargeError(RagError):
+    """A request body is larger than the service reads."""
+
+    code = "body_too_large"

@@ -62,3 +62,18 @@ def corpus_copy(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "corpus"
     shutil.copytree(CORPUS, target)
     yield target
+
+
+@pytest.fixture(scope="session")
+def two_versions(
+    index_dir: Path, builder: IndexBuilder, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """Two built version folders that differ: the corpus, and the corpus less one letter."""
+    from rag.store.layout import resolve_version
+
+    corpus = tmp_path_factory.mktemp("corpus-less-one")
+    shutil.copytree(CORPUS, corpus, dirs_exist_ok=True)
+    (corpus / "rudd-2016-10-24.txt").unlink()
+    smaller = tmp_path_factory.mktemp("index-less-one")
+    builder.build(corpus, smaller)
+    return resolve_version(index_dir), resolve_version(smaller)

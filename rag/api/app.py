@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from rag import __version__
 from rag.api import errors
+from rag.api.limits import (
+    AskGate,
+    BodyLimitMiddleware,
+    RateLimiter,
+    RateLimitMiddleware,
+    parse_networks,
+)
 from rag.api.routes import ask, documents, health, view, widget
-from rag.api.state import RateLimiter, ServiceState
+from rag.api.state import ServiceState
 from rag.config import Settings, get_settings
 from rag.pipeline import Pipeline
 
+#: Swagger UI's files, from the swagger-ui-bundle-v2 package: /docs works offline.
+SWAGGER_ASSETS = "/docs-assets"
+
 
 def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None) -> FastAPI:
-    """Build the app. With ``pipeline`` given (tests), nothing is loaded in the lifespan."""
+    """Build the app. With ``pipeline`` given (tests), nothing is loaded in the lifespan
+    and the index folder is not watched."""
     settings = settings or get_settings()
     state = ServiceState()
 
@@ -27,18 +43,30 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         if pipeline is not None:
             state.set_pipeline(pipeline)
         else:
-            state.start_loading(lambda: Pipeline.from_settings(settings))
+            state.start_loading(
+                lambda: Pipeline.from_settings(settings),
+                index_dir=Path(settings.index_dir),
+                poll_seconds=settings.index_poll_seconds,
+            )
         yield
+        state.stop()
 
     app = FastAPI(
         title="rag",
         version=__version__,
         summary="Cited extractive answers from a collection of documents.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = state
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_per_minute, max_clients=settings.rate_limit_max_clients
+    )
+    app.state.ask_gate = AskGate(
+        settings.ask_concurrency, settings.ask_queue, settings.ask_queue_timeout_seconds
+    )
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     if settings.cors_origins:
         app.add_middleware(
@@ -48,10 +76,37 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             allow_headers=["Content-Type"],
             max_age=600,
         )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=app.state.rate_limiter,
+        trusted=parse_networks(settings.trusted_proxies),
+    )
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ask.router)
     app.include_router(view.router)  # before documents: its {id:path} would shadow {id}/view
     app.include_router(documents.router)
     app.include_router(widget.router)
+    _install_docs(app)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its scripts and styles served by the service itself."""
+    app.mount(
+        SWAGGER_ASSETS,
+        StaticFiles(directory=Path(swagger_ui_bundle.swagger_ui_path)),
+        name="docs-assets",
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} – API documentation",
+            swagger_js_url=f"{root}{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{SWAGGER_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{SWAGGER_ASSETS}/favicon-32x32.png",
+        )

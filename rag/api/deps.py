@@ -1,4 +1,4 @@
-"""Dependencies of the routes: the ready pipeline, the settings, the rate limiter."""
+"""Dependencies of the routes: the ready pipeline, the settings, the question gate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rag.api.state import RateLimiter, ServiceState
+from rag.api.limits import AskGate
+from rag.api.state import ServiceState
 from rag.config import Settings
 from rag.pipeline import Pipeline
 
@@ -22,14 +23,16 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_pipeline(state: Annotated[ServiceState, Depends(get_state)]) -> Pipeline:
+    """The pipeline being served now; the request keeps it even if a new index swaps in."""
     return state.require()
 
 
-def rate_limit(request: Request) -> None:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    limiter.check(request.client.host if request.client else "unknown")
+def get_gate(request: Request) -> AskGate:
+    gate: AskGate = request.app.state.ask_gate
+    return gate
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+GateDep = Annotated[AskGate, Depends(get_gate)]

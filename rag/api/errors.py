@@ -9,14 +9,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.api.state import NotReadyError, RateLimitedError
 from rag.errors import (
+    BodyTooLargeError,
     IndexCorruptError,
     IndexIncompatibleError,
     IndexNotFoundError,
     InvalidFilterError,
     InvalidQuestionError,
+    NotReadyError,
+    OverloadedError,
     RagError,
+    RateLimitedError,
     UnknownDocumentError,
 )
 
@@ -27,21 +30,48 @@ _STATUS: list[tuple[type[RagError], int]] = [
     (InvalidFilterError, 422),
     (UnknownDocumentError, 404),
     (RateLimitedError, 429),
+    (BodyTooLargeError, 413),
     (NotReadyError, 503),
+    (OverloadedError, 503),
     (IndexNotFoundError, 503),
     (IndexCorruptError, 503),
     (IndexIncompatibleError, 503),
 ]
 
 
+#: Index errors whose messages name server paths: the client gets this, the log the rest.
+_INDEX_ERRORS = (IndexNotFoundError, IndexCorruptError, IndexIncompatibleError)
+
+
+def _printable(value: object) -> object:
+    """``value`` with lone surrogates escaped, so that it can always be encoded as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {str(_printable(k)): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, object]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, object]] | None = None,
+    *,
+    retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, object] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    headers = {"Retry-After": "5"} if status in (429, 503) else None
-    return JSONResponse(status_code=status, content={"error": body}, headers=headers)
+    all_headers = dict(headers or {})
+    if status in (429, 503):
+        all_headers["Retry-After"] = str(retry_after if retry_after is not None else 5)
+    return JSONResponse(
+        status_code=status, content={"error": _printable(body)}, headers=all_headers or None
+    )
 
 
 def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict[str, object]]]:
@@ -65,7 +95,13 @@ def install(app: FastAPI) -> None:
         if status == 500:
             log.error("unhandled domain error: %s", exc)
             return error_response(500, exc.code, "the service failed to answer")
-        return error_response(status, exc.code, str(exc))
+        if isinstance(exc, _INDEX_ERRORS):
+            log.error("index unavailable: %s", exc)
+            return error_response(
+                status, exc.code, "the index is not available; see the service log"
+            )
+        retry_after = getattr(exc, "retry_after", None)
+        return error_response(status, exc.code, str(exc), retry_after=retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,7 +111,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        # The router's own headers (Allow on a 405) are part of the answer.
+        headers = dict(exc.headers or {})
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

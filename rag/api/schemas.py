@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.types import AskResult, Document, Passage
 
@@ -26,6 +26,19 @@ class AskRequest(BaseModel):
     question: str = Field(description="A question in plain English.")
     top_k: int = Field(default=5, ge=1, le=50, description="Passages to retrieve and return.")
     filters: AskFilters | None = None
+
+    @field_validator("question")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        """JSON may escape a lone surrogate (a truncated emoji): it is not text. Refused
+        here (422) instead of failing later in the models or the response (500)."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "the question holds invalid text (a lone surrogate: a character cut in half?)"
+            ) from None
+        return value
 
 
 class SentenceOut(BaseModel):

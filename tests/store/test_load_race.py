@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from rag.store import Index, IndexBuilder
-from rag.store.layout import VERSIONS, new_version_dir, publish, remove_stale, resolve_version
+from rag.devserver import publish_copy
+from rag.store import Index
+from rag.store.layout import VERSIONS, remove_stale
 
 pytestmark = pytest.mark.slow
 
 PUBLISHES = 40
-
-
-@pytest.fixture(scope="module")
-def two_versions(
-    index_dir: Path, builder: IndexBuilder, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
-    """Two version folders that differ: the whole corpus, and the corpus less one letter."""
-    corpus = tmp_path_factory.mktemp("corpus-less-one")
-    shutil.copytree(Path(__file__).resolve().parents[2] / "corpus", corpus, dirs_exist_ok=True)
-    (corpus / "rudd-2016-10-24.txt").unlink()
-    smaller = tmp_path_factory.mktemp("index-less-one")
-    builder.build(corpus, smaller)
-    return resolve_version(index_dir), resolve_version(smaller)
-
-
-def _publish_copy(index_dir: Path, source: Path, n: int) -> None:
-    tmp = new_version_dir(index_dir, f"v{n:04d}")
-    shutil.copytree(source, tmp, dirs_exist_ok=True)
-    publish(index_dir, tmp)
 
 
 def _consistent(index: Index) -> bool:
@@ -50,14 +31,14 @@ def test_loads_against_publishes_never_fail_or_mix(
     two_versions: tuple[Path, Path], tmp_path: Path, retire: bool
 ) -> None:
     index_dir = tmp_path / "idx"
-    _publish_copy(index_dir, two_versions[0], 0)
+    publish_copy(index_dir, two_versions[0])
     done = threading.Event()
     failures: list[BaseException] = []
 
     def publisher() -> None:
         try:
             for n in range(1, PUBLISHES + 1):
-                _publish_copy(index_dir, two_versions[n % 2], n)
+                publish_copy(index_dir, two_versions[n % 2])
                 if retire:
                     remove_stale(index_dir, keep=3)
         except BaseException as exc:  # surfaced by the assertion below

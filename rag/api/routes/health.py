@@ -23,4 +23,8 @@ def readyz(state: StateDep) -> dict[str, object]:
         "embedding_model": manifest.embedding_model,
         "reader": pipeline.components.reader.name,
         "index_built": manifest.created_at,
+        "index_version": pipeline.index.version,
+        "index_swaps": state.swaps,
+        # The newest published version, when it failed to load (the previous is served).
+        "index_reload_error": state.reload_error.code if state.reload_error else None,
     }

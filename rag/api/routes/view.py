@@ -75,6 +75,11 @@ def _human_date(value: str | None) -> str | None:
     return f"{day.day} {day:%B %Y}"
 
 
+def _json_error(description: str) -> dict[str, object]:
+    ref = {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
 def _invalid(param: str, message: str) -> Response:
     """The API's validation error for a query parameter, named as FastAPI names it."""
     field = f"query.{param}"
@@ -134,9 +139,12 @@ def render_view(doc: Document, start: int | None, end: int | None) -> str:
     response_class=HTMLResponse,
     responses={
         200: {"content": {"text/html": {}}, "description": "The document as an HTML page"},
-        404: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
+        # Errors are JSON, not the route's text/html: named by reference so that FastAPI
+        # does not file them under the response class's media type.
+        404: _json_error("Unknown document"),
+        422: _json_error("Invalid span"),
+        429: _json_error("Rate limited"),
+        503: _json_error("Not ready"),
     },
     summary="One document as a page, with a character span highlighted and scrolled to",
 )

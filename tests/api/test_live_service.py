@@ -1,0 +1,169 @@
+"""The real service (`rag serve` on loopback) under rebuilds and spoofed clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rag.devserver import LocalService, publish_copy, start_service
+from rag.store.layout import VERSIONS
+
+pytestmark = pytest.mark.slow
+
+CLIENTS = 4
+PUBLISHES = 4
+QUESTIONS = [
+    "What is the CTS reference of the Home Office letter?",
+    "Who wrote to Lucy Allan?",
+    "What did Ofsted advise?",
+]
+
+
+def _ready_json(service: LocalService) -> tuple[int, dict[str, Any]]:
+    r = httpx.get(service.base + "/readyz", timeout=10)
+    return r.status_code, r.json()
+
+
+def _wait_for_version(service: LocalService, version: str, timeout: float) -> dict[str, Any]:
+    """Poll /readyz until it reports ``version`` (a deadline, not a speed requirement)."""
+    deadline = time.monotonic() + timeout
+    last: tuple[int, dict[str, Any]] = (0, {})
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise AssertionError(f"service exited:\n{service.log_tail()}")
+        last = _ready_json(service)
+        if last[0] == 200 and last[1].get("index_version") == version:
+            return last[1]
+        time.sleep(0.1)
+    raise AssertionError(f"version {version} not served in {timeout:.0f} s: {last}")
+
+
+def test_new_versions_are_served_without_a_restart_and_no_request_fails(
+    two_versions: tuple[Path, Path], tmp_path: Path
+) -> None:
+    index_dir = tmp_path / "idx"
+    index_dir.mkdir()
+    service = start_service(
+        "live",
+        index_dir,
+        tmp_path,
+        RAG_READER="heuristic",
+        RAG_INDEX_POLL_SECONDS="0.2",
+        RAG_RATE_LIMIT_PER_MINUTE="0",
+        RAG_ASK_QUEUE="64",
+        RAG_ASK_QUEUE_TIMEOUT_SECONDS="120",
+    )
+    try:
+        # Started before any index exists: 503 with the reason, and no server path in it.
+        service.wait_ready(expect_status=503, timeout=120)
+        status, body = _ready_json(service)
+        assert status == 503 and body["error"]["code"] == "not_ready"
+        assert "rag index" in body["error"]["message"]
+        assert str(tmp_path) not in str(body) and "/tmp" not in str(body)
+
+        # It becomes ready by itself once an index is published.
+        first = publish_copy(index_dir, two_versions[0], keep=3)
+        ready = _wait_for_version(service, first, timeout=240)
+        assert ready["documents"] == 5
+
+        # Publishes under concurrent clients: every request answers, each new version is
+        # served, old folders are retired down to the newest three.
+        stop = threading.Event()
+        outcomes: list[str] = []
+
+        def client(n: int) -> None:
+            with httpx.Client(base_url=service.base, timeout=120) as http:
+                i = n
+                while not stop.is_set():
+                    i += 1
+                    try:
+                        if i % 3:
+                            r = http.post("/v1/ask", json={"question": QUESTIONS[i % 3]})
+                        else:
+                            r = http.get("/v1/documents")
+                        ok = r.status_code == 200
+                        outcomes.append("ok" if ok else f"{r.status_code} {r.text[:200]}")
+                    except httpx.HTTPError as exc:
+                        outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        try:
+            served = [first]
+            for n in range(PUBLISHES):
+                version = publish_copy(index_dir, two_versions[(n + 1) % 2], keep=3)
+                ready = _wait_for_version(service, version, timeout=60)
+                assert ready["documents"] == (4 if n % 2 == 0 else 5)
+                served.append(version)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=180)
+        failures = [o for o in outcomes if o != "ok"]
+        assert outcomes and not failures, f"{len(failures)} of {len(outcomes)}: {failures[:5]}"
+        assert ready["index_swaps"] == PUBLISHES
+        left = sorted(p.name for p in (index_dir / VERSIONS).iterdir())
+        assert left == served[-3:]
+        ids = {d["id"] for d in httpx.get(service.base + "/v1/documents", timeout=10).json()}
+        assert ("rudd-2016-10-24" in ids) == (PUBLISHES % 2 == 0)
+    finally:
+        service.stop()
+
+
+def test_rate_limit_keys_on_the_socket_peer_and_covers_every_route(tmp_path: Path) -> None:
+    empty = tmp_path / "no-index"
+    empty.mkdir()
+    service = start_service("spoof", empty, tmp_path, RAG_RATE_LIMIT_PER_MINUTE="3")
+    try:
+        service.wait_ready(expect_status=503, timeout=120)  # that took one request
+        statuses = [
+            httpx.get(
+                service.base + "/healthz", headers={"X-Forwarded-For": f"203.0.113.{n}"}
+            ).status_code
+            for n in range(10)
+        ]
+        assert statuses[:2] == [200, 200] and set(statuses[2:]) == {429}, statuses
+        refused = httpx.get(service.base + "/docs")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "rate_limited"
+    finally:
+        service.stop()
+
+
+def test_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
+    empty = tmp_path / "no-index"
+    empty.mkdir()
+    service = start_service(
+        "proxy",
+        empty,
+        tmp_path,
+        RAG_RATE_LIMIT_PER_MINUTE="2",
+        RAG_TRUSTED_PROXIES="127.0.0.1",
+        RAG_MAX_BODY_BYTES="1000",
+    )
+    try:
+        service.wait_ready(expect_status=503, timeout=120)
+        for n in range(5):  # five clients behind the proxy: each has its own budget
+            r = httpx.get(service.base + "/healthz", headers={"X-Forwarded-For": f"198.51.100.{n}"})
+            assert r.status_code == 200
+        same = [
+            httpx.get(
+                service.base + "/healthz", headers={"X-Forwarded-For": "198.51.100.99"}
+            ).status_code
+            for _ in range(3)
+        ]
+        assert same == [200, 200, 429]
+        big = httpx.post(
+            service.base + "/v1/ask",
+            content=b"x" * 300_000,
+            headers={"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.50"},
+        )
+        assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
+    finally:
+        service.stop()
