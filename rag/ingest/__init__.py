@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -79,23 +80,46 @@ def document_id(path: Path, root: Path) -> str:
     ``corpus/sub/dir/report.pdf`` under ``corpus`` -> ``"sub/dir/report"``. Two
     files differing only by extension get the same id; callers that index a
     folder should treat that as a conflict.
+
+    Control characters (a newline in a file name) cannot travel in a URL or a log line:
+    each becomes ``_``, so the document stays reachable (``a\\nb.txt`` -> ``"a_b"``).
     """
     path, root = Path(path), Path(root)
     relative = Path(path.name) if path == root else path.relative_to(root)
-    return relative.with_suffix("").as_posix() if relative.suffix else relative.as_posix()
+    name = relative.with_suffix("").as_posix() if relative.suffix else relative.as_posix()
+    return _CONTROL.sub("_", name)
 
 
-def load_document(path: Path, root: Path, *, max_bytes: int) -> Document:
+#: C0 and C1 control characters, DEL, and the lone surrogates that stand for bytes of a
+#: file name that is not UTF-8.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def load_document(
+    path: Path,
+    root: Path,
+    *,
+    max_bytes: int,
+    max_chars: int | None = None,
+    max_zip_ratio: float | None = None,
+) -> Document:
     """Read, load, clean and describe one file.
 
     Raises DocumentLoadError for a file that cannot be read, is larger than
-    ``max_bytes``, is binary, is corrupt, or holds no text.
+    ``max_bytes``, is binary, is corrupt, holds no text, holds more than
+    ``max_chars`` characters of text or is a zip expanding over ``max_zip_ratio``.
     """
     if max_bytes <= 0:
         raise ValueError("max_bytes must be greater than 0.")
     path, root = Path(path), Path(root)
     data = _read_bytes(path, max_bytes)
-    loaded = load_bytes(data, source=str(path), suffix=path.suffix)
+    loaded = load_bytes(
+        data,
+        source=str(path),
+        suffix=path.suffix,
+        max_chars=max_chars,
+        max_zip_ratio=max_zip_ratio,
+    )
     text, page_starts = clean(loaded)
     if not text.strip():
         raise DocumentLoadError(str(path), "no text left after removing page furniture")

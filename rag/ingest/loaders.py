@@ -13,6 +13,7 @@ whose reason tells the user what is wrong with the file.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import unicodedata
 import zipfile
@@ -23,6 +24,8 @@ from bs4.element import CData, Comment, Declaration, Doctype, ProcessingInstruct
 
 from rag.errors import DocumentLoadError
 from rag.types import LoadedText
+
+log = logging.getLogger(__name__)
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn"})
 
@@ -37,12 +40,21 @@ _ALLOWED_CONTROLS = frozenset("\n\r\t\f\v")
 # ----------------------------------------------------------------------------
 
 
-def load_bytes(data: bytes, *, source: str, suffix: str = "") -> LoadedText:
+def load_bytes(
+    data: bytes,
+    *,
+    source: str,
+    suffix: str = "",
+    max_chars: int | None = None,
+    max_zip_ratio: float | None = None,
+) -> LoadedText:
     """Pick the loader from the content of ``data`` and run it.
 
     ``source`` names the file in error messages; ``suffix`` (``".md"``) is only a
     hint between plain text and Markdown. Raises DocumentLoadError when the bytes
-    are binary, corrupt or hold no text.
+    are binary, corrupt or hold no text, when a zipped format expands more than
+    ``max_zip_ratio`` times, or when more than ``max_chars`` characters come out
+    (what every later stage costs grows with the text, not with the file size).
     """
     suffix = suffix.lower()
     if not data.strip():
@@ -50,6 +62,8 @@ def load_bytes(data: bytes, *, source: str, suffix: str = "") -> LoadedText:
     if is_pdf(data):
         loaded = load_pdf(data, source=source)
     elif data.startswith(_ZIP_MAGIC):
+        if max_zip_ratio is not None:
+            check_zip_ratio(data, source=source, max_ratio=max_zip_ratio)
         loaded = _load_zip(data, source=source, suffix=suffix)
     else:
         text = decode_text(data, source=source)
@@ -61,7 +75,33 @@ def load_bytes(data: bytes, *, source: str, suffix: str = "") -> LoadedText:
             loaded = load_txt(text)
     if not loaded.text.strip():
         raise DocumentLoadError(source, _no_text_reason(loaded.format))
+    if max_chars is not None and len(loaded.text) > max_chars:
+        raise DocumentLoadError(
+            source,
+            f"too much text: {len(loaded.text):,} characters > max {max_chars:,} "
+            "(RAG_MAX_DOCUMENT_CHARS)",
+        )
     return loaded
+
+
+def check_zip_ratio(data: bytes, *, source: str, max_ratio: float) -> None:
+    """Refuse a zip whose members expand to more than ``max_ratio`` times its size.
+
+    The sizes come from the archive's directory, which also bounds what zipfile will
+    ever decompress, so a zip bomb is refused before anything is expanded.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return  # not a readable zip: the loader says what is wrong with it
+    ratio = expanded / max(len(data), 1)
+    if ratio > max_ratio:
+        raise DocumentLoadError(
+            source,
+            f"zip expands {ratio:,.0f} times ({expanded:,} bytes from {len(data):,}); "
+            f"max {max_ratio:g} (RAG_MAX_ZIP_RATIO)",
+        )
 
 
 def is_pdf(data: bytes) -> bool:
@@ -130,30 +170,59 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 def decode_text(data: bytes, *, source: str) -> str:
     """Decode a text file: UTF-8 (BOM optional), else the legacy Windows code page.
 
-    cp1252 is the fallback because legacy documents in this domain come from
-    Windows tools; it also rejects the few byte values it leaves undefined, which
-    helps to detect binary files. Newlines are normalised to ``\\n``.
+    Anything but clean UTF-8 is decoded with a warning that names the file, never
+    silently. Mostly UTF-8 with a few stray bytes (a file edited by two tools) keeps
+    its UTF-8 and reads only the stray bytes as cp1252, so "Café" does not become
+    "CafÃ©"; a file with no UTF-8 sequence at all is read as cp1252, because legacy
+    documents in this domain come from Windows tools (it also rejects the few byte
+    values it leaves undefined, which helps to detect binary files). Newlines are
+    normalised to ``\\n``.
     """
-    text = _decode(data)
+    text, warning = _decode(data)
     if text is None or _is_mostly_control(text):
         raise DocumentLoadError(source, "binary file")
+    if warning is not None:
+        log.warning("%s: %s", source, warning)
     return normalise_newlines(text)
 
 
-def _decode(data: bytes) -> str | None:
+#: A well-formed multi-byte UTF-8 sequence.
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+#: What ``surrogateescape`` makes of a byte that is not UTF-8.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _decode(data: bytes) -> tuple[str | None, str | None]:
+    """The text and, unless it was clean UTF-8, a warning saying how it was read."""
     if data.startswith(_UTF16_BOMS):
         try:
-            return data.decode("utf-16")
+            return data.decode("utf-16"), None
         except UnicodeDecodeError:
-            return None
+            return None, None
     if b"\x00" in data:
-        return None
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return None
+        return None, None
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        pass
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    escaped = body.decode("utf-8", "surrogateescape")
+    stray = len(_ESCAPED_BYTE.findall(escaped))
+    utf8 = len(_UTF8_MULTIBYTE.findall(body))
+    if utf8 > stray:
+        text = _ESCAPED_BYTE.sub(
+            lambda m: bytes([ord(m.group()) - 0xDC00]).decode("cp1252", "replace"), escaped
+        )
+        return text, (
+            f"mixed encoding: UTF-8 with {stray} byte(s) that are not UTF-8, "
+            "read as cp1252 (Windows-1252); check those characters"
+        )
+    try:
+        return data.decode("cp1252"), "not UTF-8: decoded as cp1252 (Windows-1252)"
+    except UnicodeDecodeError:
+        return None, None
 
 
 def _is_mostly_control(text: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,19 @@ INGEST_VERSION = 1
 _BAR_MIN_FILES = 200
 
 
+#: What surrogateescape makes of the bytes of a file name that is not UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _skip(report: BuildReport, rel: str, reason: str) -> None:
+    log.warning("skipped %s: %s", _printable(rel), reason)
+    report.skipped.append((rel, reason))
+
+
 class BuildLockedError(RagError):
     code = "index_locked"
 
@@ -72,6 +86,8 @@ class BuildReport:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Skipped for a reason that may pass (a loader crash): tried again by the next build.
+    retry: set[str] = field(default_factory=set)
     embedded: int = 0
     embedded_sentences: int = 0
     seconds: float = 0.0
@@ -123,6 +139,8 @@ class IndexBuilder:
         max_file_bytes: int,
         batch_size: int = 64,
         keep_versions: int = 3,
+        max_document_chars: int | None = None,
+        max_zip_ratio: float | None = None,
     ) -> None:
         self.embedder = embedder
         self.annotator = annotator
@@ -131,6 +149,8 @@ class IndexBuilder:
         self.batch_size = batch_size
         #: Versions kept after a publish: a running service may still serve the previous.
         self.keep_versions = keep_versions
+        self.max_document_chars = max_document_chars
+        self.max_zip_ratio = max_zip_ratio
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexBuilder:
@@ -141,6 +161,8 @@ class IndexBuilder:
             max_file_bytes=settings.max_file_bytes,
             batch_size=settings.embed_batch_size,
             keep_versions=settings.index_keep_versions,
+            max_document_chars=settings.max_document_chars,
+            max_zip_ratio=settings.max_zip_ratio,
         )
 
     def settings_fingerprint(self) -> dict[str, object]:
@@ -207,12 +229,7 @@ class IndexBuilder:
             report.full_rebuild_reason = "forced"
 
         files = discover(corpus_dir)
-        hashes = {
-            f.relative_to(corpus_dir).as_posix(): sha256_file(f)
-            for f in tqdm(
-                files, desc="hash", unit="file", disable=not progress or len(files) < _BAR_MIN_FILES
-            )
-        }
+        hashes = self._hash(corpus_dir, files, report, progress=progress)
         if previous is not None and self._unchanged(previous.manifest, hashes):
             report.up_to_date = True
             report.path = current_version(index_dir) or index_dir
@@ -271,9 +288,35 @@ class IndexBuilder:
         return report
 
     @staticmethod
+    def _hash(
+        corpus_dir: Path, files: list[Path], report: BuildReport, *, progress: bool
+    ) -> dict[str, str]:
+        """sha256 of each file by relative path; a file that cannot be hashed is skipped.
+
+        Files come and go while a build runs: one deleted after discovery is skipped
+        with its reason instead of ending the build.
+        """
+        hashes: dict[str, str] = {}
+        bar = tqdm(
+            files, desc="hash", unit="file", disable=not progress or len(files) < _BAR_MIN_FILES
+        )
+        for path in bar:
+            rel = path.relative_to(corpus_dir).as_posix()
+            if _SURROGATE.search(rel):
+                _skip(report, _printable(rel), "file name is not valid UTF-8: rename the file")
+                continue
+            try:
+                hashes[rel] = sha256_file(path)
+            except OSError as exc:
+                reason = f"cannot read file (removed during the build?): {exc.strerror or exc}"
+                _skip(report, rel, reason)
+        return hashes
+
+    @staticmethod
     def _unchanged(manifest: Manifest, hashes: dict[str, str]) -> bool:
         known = {p: s.sha256 for p, s in manifest.sources.items()}
-        known.update({s["path"]: s["sha256"] for s in manifest.skipped})
+        # A file skipped before it could be hashed has no sha256 and no entry in hashes.
+        known.update({s["path"]: s["sha256"] for s in manifest.skipped if s["sha256"]})
         return known == hashes
 
     def _load(
@@ -297,6 +340,8 @@ class IndexBuilder:
         )
         for path in bar:
             rel = path.relative_to(corpus_dir).as_posix()
+            if rel not in hashes:  # skipped while hashing
+                continue
             doc_id = document_id(path, corpus_dir)
             if doc_id in seen:
                 reason = f"duplicate document id {doc_id!r} (also {seen[doc_id]})"
@@ -313,10 +358,19 @@ class IndexBuilder:
                     report.unchanged.append(doc.id)
                     continue
             try:
-                doc = load_document(path, corpus_dir, max_bytes=self.max_file_bytes)
+                doc = load_document(
+                    path,
+                    corpus_dir,
+                    max_bytes=self.max_file_bytes,
+                    max_chars=self.max_document_chars,
+                    max_zip_ratio=self.max_zip_ratio,
+                )
             except DocumentLoadError as exc:
-                log.warning("skipped %s: %s", rel, exc.reason)
-                report.skipped.append((rel, exc.reason))
+                _skip(report, rel, exc.reason)
+                continue
+            except Exception as exc:  # a loader's own failure: this file, not the build
+                _skip(report, rel, f"failed to load: {exc.__class__.__name__}: {exc}")
+                report.retry.add(rel)
                 continue
             seen[doc_id] = rel
             documents.append(doc)
@@ -384,7 +438,8 @@ class IndexBuilder:
             corpus_fingerprint=sha256_bytes(json.dumps(fingerprint_rows).encode()),
             sources=sources,
             skipped=[
-                {"path": p, "reason": r, "sha256": hashes.get(p, "")} for p, r in report.skipped
+                {"path": p, "reason": r, "sha256": "" if p in report.retry else hashes.get(p, "")}
+                for p, r in report.skipped
             ],
             counts={"documents": len(documents), "chunks": int(vectors.shape[0])},
         )
