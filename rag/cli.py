@@ -68,15 +68,23 @@ def index(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Index folder (default: RAG_INDEX_DIR).")] = None,
     force: Annotated[bool, typer.Option(help="Rebuild everything, reusing nothing.")] = False,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="Also write what the build did as JSON here.")
+    ] = None,
 ) -> None:
     """Build or update the index from a folder of documents."""
+    import json
+
     from rag.store.builder import IndexBuilder
 
     settings = _settings(corpus_dir=corpus, index_dir=out)
     builder = IndexBuilder.from_settings(settings)
     report = builder.build(settings.corpus_dir, settings.index_dir, progress=True, force=force)
     for path, reason in report.skipped:
-        typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
+        shown = path.encode("utf-8", "backslashreplace").decode()
+        typer.secho(f"skipped {shown}: {reason}", fg=typer.colors.YELLOW, err=True)
+    if report_file is not None:
+        report_file.write_text(json.dumps(report.to_dict(), ensure_ascii=False), encoding="utf-8")
     typer.echo(report.summary())
 
 

@@ -129,3 +129,15 @@ class BodyTooLargeError(RagError):
     """A request body is larger than the service reads."""
 
     code = "body_too_large"
+
+
+class AdminAuthError(RagError):
+    """An admin route was called without the admin token, or with a wrong one."""
+
+    code = "unauthorized"
+
+
+class InvalidDocumentIdError(RagError):
+    """A document id that cannot name a file in the corpus folder."""
+
+    code = "invalid_document_id"

@@ -23,7 +23,8 @@ from rag.api.limits import (
     RateLimitMiddleware,
     parse_networks,
 )
-from rag.api.routes import ask, documents, health, view, widget
+from rag.api.reindex import ReindexJob
+from rag.api.routes import admin, ask, documents, health, view, widget
 from rag.api.state import ServiceState
 from rag.config import Settings, get_settings
 from rag.pipeline import Pipeline
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     and the index folder is not watched."""
     settings = settings or get_settings()
     state = ServiceState()
+    job = ReindexJob(settings, on_done=state.check_now)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
                 poll_seconds=settings.index_poll_seconds,
             )
         yield
+        job.stop()
         state.stop()
 
     app = FastAPI(
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     )
     app.state.settings = settings
     app.state.service = state
+    app.state.reindex = job
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_per_minute, max_clients=settings.rate_limit_max_clients
     )
@@ -76,7 +80,11 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             allow_headers=["Content-Type"],
             max_age=600,
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        limits={admin.UPLOADS: settings.max_file_bytes},
+    )
     app.add_middleware(
         RateLimitMiddleware,
         limiter=app.state.rate_limiter,
@@ -88,6 +96,8 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     app.include_router(view.router)  # before documents: its {id:path} would shadow {id}/view
     app.include_router(documents.router)
     app.include_router(widget.router)
+    if admin.enabled(settings):  # unset: the admin routes do not exist
+        app.include_router(admin.router)
     _install_docs(app)
     return app
 

@@ -10,10 +10,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.errors import (
+    AdminAuthError,
     BodyTooLargeError,
+    DocumentLoadError,
     IndexCorruptError,
     IndexIncompatibleError,
     IndexNotFoundError,
+    InvalidDocumentIdError,
     InvalidFilterError,
     InvalidQuestionError,
     NotReadyError,
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 _STATUS: list[tuple[type[RagError], int]] = [
     (InvalidQuestionError, 422),
     (InvalidFilterError, 422),
+    (InvalidDocumentIdError, 422),
+    (DocumentLoadError, 422),
+    (AdminAuthError, 401),
     (UnknownDocumentError, 404),
     (RateLimitedError, 429),
     (BodyTooLargeError, 413),
@@ -101,7 +107,8 @@ def install(app: FastAPI) -> None:
                 status, exc.code, "the index is not available; see the service log"
             )
         retry_after = getattr(exc, "retry_after", None)
-        return error_response(status, exc.code, str(exc), retry_after=retry_after)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return error_response(status, exc.code, str(exc), retry_after=retry_after, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -94,6 +94,27 @@ class BuildReport:
     up_to_date: bool = False
     full_rebuild_reason: str | None = None
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready fields (``rag index --report``, the admin reindex route)."""
+        return {
+            "version": self.path.name,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "new": self.new,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": len(self.unchanged),
+            "skipped": [
+                {"path": p.encode("utf-8", "backslashreplace").decode(), "reason": r}
+                for p, r in self.skipped
+            ],
+            "embedded": self.embedded,
+            "embedded_sentences": self.embedded_sentences,
+            "seconds": round(self.seconds, 2),
+            "up_to_date": self.up_to_date,
+            "summary": self.summary(),
+        }
+
     def summary(self) -> str:
         state = "index up to date" if self.up_to_date else f"index written to {self.path}"
         return (
