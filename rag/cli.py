@@ -140,16 +140,21 @@ def serve(
     import uvicorn
 
     from rag.api import create_app
+    from rag.logs import configure_json_logging
 
     settings = _settings(host=host, port=port)
     typer.echo(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)")
+    configure_json_logging()
     # proxy_headers=False: the app itself decides whose X-Forwarded-For to believe
     # (RAG_TRUSTED_PROXIES); uvicorn's default would believe any local peer's.
+    # log_config=None, access_log=False: one JSON line per request, from the app.
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=None,
+        access_log=False,
         proxy_headers=False,
     )
 

@@ -23,6 +23,7 @@ from rag.api.limits import (
     RateLimitMiddleware,
     parse_networks,
 )
+from rag.api.observability import Metrics, RequestContextMiddleware
 from rag.api.reindex import ReindexJob
 from rag.api.routes import admin, ask, documents, health, view, widget
 from rag.api.state import ServiceState
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     app.state.ask_gate = AskGate(
         settings.ask_concurrency, settings.ask_queue, settings.ask_queue_timeout_seconds
     )
+    app.state.metrics = Metrics(lambda: _live_numbers(app))
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     if settings.cors_origins:
         app.add_middleware(
@@ -90,6 +92,8 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         limiter=app.state.rate_limiter,
         trusted=parse_networks(settings.trusted_proxies),
     )
+    # Outermost: every request gets an id, a log line and its metrics, refused ones too.
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ask.router)
@@ -100,6 +104,22 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         app.include_router(admin.router)
     _install_docs(app)
     return app
+
+
+def _live_numbers(app: FastAPI) -> dict[str, object]:
+    state: ServiceState = app.state.service
+    gate: AskGate = app.state.ask_gate
+    limiter: RateLimiter = app.state.rate_limiter
+    pipeline = state.pipeline
+    return {
+        "version": pipeline.index.version if pipeline is not None else None,
+        "documents": len(pipeline.index.documents) if pipeline is not None else 0,
+        "swaps": state.swaps,
+        "in_flight": gate.in_flight,
+        "waiting": gate.waiting,
+        "overloaded": gate.rejected,
+        "rate_limited": limiter.rejected,
+    }
 
 
 def _install_docs(app: FastAPI) -> None:

@@ -99,6 +99,7 @@ class RateLimiter:
         self._clock = clock
         self._seen: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
+        self.rejected = 0
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -113,6 +114,7 @@ class RateLimiter:
                 times.popleft()
             self._seen[client] = times  # now the most recently seen
             if len(times) >= self.per_minute:
+                self.rejected += 1
                 retry = max(1, math.ceil(self.window - (now - times[0])))
                 raise RateLimitedError(
                     f"rate limit reached: {self.per_minute} requests a minute; retry in {retry} s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -112,6 +113,15 @@ def test_new_versions_are_served_without_a_restart_and_no_request_fails(
         assert left == served[-3:]
         ids = {d["id"] for d in httpx.get(service.base + "/v1/documents", timeout=10).json()}
         assert ("rudd-2016-10-24" in ids) == (PUBLISHES % 2 == 0)
+
+        # The log: JSON lines, each question's line with its request id, no question text.
+        text = service.log.read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        asks = [line for line in lines if line["logger"] == "rag.ask"]
+        assert asks and all(line["request_id"] and "question" not in line for line in asks)
+        assert not [q for q in QUESTIONS if q in text]
+        swaps = [line for line in lines if "serving index version" in line["message"]]
+        assert len(swaps) == PUBLISHES + 1
     finally:
         service.stop()
 

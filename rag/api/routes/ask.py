@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from rag.api.deps import GateDep, PipelineDep
+from rag.api.deps import GateDep, PipelineDep, SettingsDep
+from rag.api.observability import Metrics
 from rag.api.schemas import AskRequest, AskResponse, ErrorResponse, ask_response
 from rag.errors import InvalidFilterError, UnknownDocumentError
 from rag.filters import Filters
 from rag.pipeline import Pipeline
 from rag.types import AskResult
+
+log = logging.getLogger("rag.ask")
 
 router = APIRouter(prefix="/v1", tags=["questions"])
 
@@ -44,9 +48,28 @@ def _ask(pipeline: Pipeline, body: AskRequest) -> AskResult:
         "`Retry-After`."
     ),
 )
-async def ask(body: AskRequest, pipeline: PipelineDep, gate: GateDep) -> AskResponse:
+async def ask(
+    body: AskRequest,
+    pipeline: PipelineDep,
+    gate: GateDep,
+    settings: SettingsDep,
+    request: Request,
+) -> AskResponse:
     # ``pipeline`` was taken when the request arrived: a new index swapped in meanwhile
     # does not change the version this answer comes from.
     async with gate.slot():
         result = await asyncio.to_thread(_ask, pipeline, body)
+    metrics: Metrics = request.app.state.metrics
+    metrics.observe_answer(result)
+    best = result.answer if result.answer is not None else result.rejected
+    fields: dict[str, object] = {
+        "abstained": result.abstained,
+        "score": best.score if best is not None else None,
+        "document_id": result.answer.citation.document_id if result.answer else None,
+        "index_version": pipeline.index.version,
+        "ms": result.timings_ms.get("total"),
+    }
+    if settings.log_questions:  # off by default: the subject matter may be sensitive
+        fields["question"] = result.question
+    log.info("answered" if result.answer else "abstained", extra={"fields": fields})
     return ask_response(result, pipeline.index.documents)

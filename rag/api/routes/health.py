@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rag.api.deps import StateDep
+from rag.api.observability import Metrics
 
 router = APIRouter(tags=["health"])
 
@@ -28,3 +31,14 @@ def readyz(state: StateDep) -> dict[str, object]:
         # The newest published version, when it failed to load (the previous is served).
         "index_reload_error": state.reload_error.code if state.reload_error else None,
     }
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this process",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
