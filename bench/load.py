@@ -1,0 +1,162 @@
+"""Benchmark: /v1/ask under 1, 8 and 32 concurrent clients, as served (`rag serve`).
+
+Starts the real service on a free local port with the default limits (a bounded number
+of questions in flight and a short bounded queue), warms it up, then for each client
+count runs that many clients for ``--seconds``, each asking the dev and test questions
+in turn as fast as it gets answers. Reports per client count: answered requests per
+second, p50/p95/p99 latency of the admitted (200) requests, how many were refused
+with 503 ``overloaded`` and how fast those refusals came (p95), and anything else
+(which should be nothing).
+
+    .venv/bin/python bench/load.py [--clients 1,8,32] [--seconds 30] [--reader fused]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from rag.devserver import ServiceStartError, start_service
+from rag.evaluation.dataset import load_eval_sets
+from rag.metrics import percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def questions() -> list[str]:
+    return [
+        i.question
+        for i in load_eval_sets([ROOT / "eval" / "dev.jsonl", ROOT / "eval" / "test.jsonl"])
+    ]
+
+
+@dataclass
+class LoadRun:
+    clients: int
+    seconds: float
+    answered: int
+    answered_per_second: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    refused_503: int
+    refused_share: float
+    refused_p95_ms: float | None
+    other: dict[str, int]
+
+
+def run(base: str, clients: int, seconds: float, qs: list[str]) -> LoadRun:
+    admitted: list[float] = []
+    refused: list[float] = []
+    other: Counter[str] = Counter()
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(n: int) -> None:
+        i = n * 7
+        with httpx.Client(base_url=base, timeout=60) as http:
+            while time.monotonic() < stop:
+                q = qs[i % len(qs)]
+                i += 1
+                started = time.perf_counter()
+                try:
+                    r = http.post("/v1/ask", json={"question": q})
+                    status = str(r.status_code)
+                    code = r.json().get("error", {}).get("code") if r.status_code != 200 else ""
+                except httpx.HTTPError as exc:
+                    status, code = type(exc).__name__, ""
+                ms = (time.perf_counter() - started) * 1000
+                with lock:
+                    if status == "200":
+                        admitted.append(ms)
+                    elif status == "503" and code == "overloaded":
+                        refused.append(ms)
+                    else:
+                        other[f"{status} {code}".strip()] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+
+    def pct(values: list[float], p: float) -> float | None:
+        return round(percentile(values, p), 1) if values else None
+
+    return LoadRun(
+        clients=clients,
+        seconds=round(elapsed, 1),
+        answered=len(admitted),
+        answered_per_second=round(len(admitted) / elapsed, 1),
+        p50_ms=pct(admitted, 50),
+        p95_ms=pct(admitted, 95),
+        p99_ms=pct(admitted, 99),
+        refused_503=len(refused),
+        refused_share=round(len(refused) / max(len(admitted) + len(refused), 1), 3),
+        refused_p95_ms=pct(refused, 95),
+        other=dict(other),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--reader", default="fused")
+    parser.add_argument("--index", type=Path, default=ROOT / "index")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    parser.add_argument(
+        "--env", action="append", default=[], help="RAG_X=value for the service; repeatable"
+    )
+    args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    qs = questions()
+    service = start_service(
+        "load",
+        args.index,
+        args.out / "services",
+        RAG_READER=args.reader,
+        RAG_RATE_LIMIT_PER_MINUTE="0",
+        **env,
+    )
+    results = []
+    try:
+        base = service.wait_ready().base
+        with httpx.Client(base_url=base, timeout=60) as http:
+            for q in qs[:20]:  # warm-up
+                http.post("/v1/ask", json={"question": q})
+        for clients in (int(c) for c in args.clients.split(",")):
+            print(f"{clients} clients for {args.seconds:g} s ...", flush=True)
+            results.append(run(base, clients, args.seconds, qs))
+            print(json.dumps(asdict(results[-1])), flush=True)
+    except ServiceStartError as exc:
+        raise SystemExit(str(exc)) from None
+    finally:
+        service.stop()
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = [asdict(r) for r in results]
+    (args.out / "load.json").write_text(json.dumps({"reader": args.reader, "runs": runs}))
+    print(
+        "\n| clients | answered/s | p50 ms | p95 ms | p99 ms | refused 503 | refused p95 ms "
+        "| other |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.clients} | {r.answered_per_second} | {r.p50_ms} | {r.p95_ms} | {r.p99_ms} "
+            f"| {r.refused_503} ({r.refused_share:.0%}) | {r.refused_p95_ms} "
+            f"| {sum(r.other.values())} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
