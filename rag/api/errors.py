@@ -90,6 +90,16 @@ def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dic
         details.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", ""))})
     if malformed:
         return "malformed_json", "the request body is not valid JSON", details
+    kinds = {err.get("type") for err in exc.errors()}
+    if (
+        details
+        and all(d["field"] == "question" for d in details)
+        and kinds <= {"string_pattern_mismatch", "value_error"}
+    ):
+        # The schema's own checks of the question's text (blank, not text) say what the
+        # pipeline's would: the same code for the same mistake.
+        message = "the question is empty" if "string_pattern_mismatch" in kinds else None
+        return "invalid_question", message or str(details[0]["message"]), details
     first = details[0] if details else {"field": "body", "message": "invalid"}
     return "validation_error", f"invalid request: {first['field']}: {first['message']}", details
 

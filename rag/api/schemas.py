@@ -11,8 +11,12 @@ class AskFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     documents: list[str] | None = Field(default=None, description="Only these document ids.")
-    date_from: str | None = Field(default=None, description="YYYY-MM-DD, inclusive.")
-    date_to: str | None = Field(default=None, description="YYYY-MM-DD, inclusive.")
+    date_from: str | None = Field(
+        default=None, description="YYYY-MM-DD, inclusive.", json_schema_extra={"format": "date"}
+    )
+    date_to: str | None = Field(
+        default=None, description="YYYY-MM-DD, inclusive.", json_schema_extra={"format": "date"}
+    )
 
 
 class AskRequest(BaseModel):
@@ -23,7 +27,11 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(description="A question in plain English.")
+    question: str = Field(
+        # Not blank; its longest length (RAG_MAX_QUESTION_CHARS) is set in the app's schema.
+        pattern=r"\S",
+        description="A question in plain English.",
+    )
     top_k: int = Field(default=5, ge=1, le=50, description="Passages to retrieve and return.")
     filters: AskFilters | None = None
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from rag.api.deps import GateDep, PipelineDep, SettingsDep
 from rag.api.observability import Metrics
 from rag.api.schemas import AskRequest, AskResponse, ErrorResponse, ask_response
-from rag.errors import InvalidFilterError, UnknownDocumentError
+from rag.errors import InvalidFilterError, InvalidQuestionError, UnknownDocumentError
 from rag.filters import Filters
 from rag.pipeline import Pipeline
 from rag.types import AskResult
@@ -55,6 +55,11 @@ async def ask(
     settings: SettingsDep,
     request: Request,
 ) -> AskResponse:
+    limit = settings.max_question_chars
+    if len(body.question) > limit:  # as sent: the schema's maxLength
+        raise InvalidQuestionError(
+            f"the question is {len(body.question)} characters long; the limit is {limit}"
+        )
     # ``pipeline`` was taken when the request arrived: a new index swapped in meanwhile
     # does not change the version this answer comes from.
     async with gate.slot():
