@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -135,28 +135,36 @@ def serve(
         str | None, typer.Option(help="Interface to listen on (default RAG_HOST).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default RAG_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker processes; each loads its own models and index (memory x N)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI page at /docs)."""
     import uvicorn
 
     from rag.api import create_app
-    from rag.logs import configure_json_logging
+    from rag.logs import LOG_CONFIG
 
     settings = _settings(host=host, port=port)
     typer.echo(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)")
-    configure_json_logging()
     # proxy_headers=False: the app itself decides whose X-Forwarded-For to believe
     # (RAG_TRUSTED_PROXIES); uvicorn's default would believe any local peer's.
-    # log_config=None, access_log=False: one JSON line per request, from the app.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-    )
+    # LOG_CONFIG, access_log=False: JSON lines, one per request from the app itself.
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "log_config": LOG_CONFIG,
+        "access_log": False,
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # each worker process builds its app from the same environment
+        uvicorn.run("rag.api.app:create_app", factory=True, workers=workers, **options)
 
 
 @app.command("eval")

@@ -91,7 +91,9 @@ class LocalService:
                 self.process.wait()
 
 
-def start_service(name: str, index: Path, workdir: Path, **env: str) -> LocalService:
+def start_service(
+    name: str, index: Path, workdir: Path, *, args: tuple[str, ...] = (), **env: str
+) -> LocalService:
     """Start `rag serve` on a free port, reading ``index``; returns before it is ready.
 
     It runs in ``workdir`` (so no developer ``.env`` is read) and logs to
@@ -106,7 +108,11 @@ def start_service(name: str, index: Path, workdir: Path, **env: str) -> LocalSer
     environ.update({"RAG_INDEX_DIR": str(index.resolve()), "PYTHONUNBUFFERED": "1", **env})
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                *("-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
+                *args,
+            ],
             cwd=workdir,
             env=environ,
             stdout=out,

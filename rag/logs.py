@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import logging.config
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 #: The id of the request being handled in this context, if any.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -41,15 +42,29 @@ class JsonFormatter(logging.Formatter):
         )
 
 
-def configure_json_logging(level: int = logging.INFO) -> None:
+#: ``logging.config.dictConfig`` for the service; uvicorn applies it in every worker.
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "rag.logs.JsonFormatter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {
+        **{
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+        "bm25s": {"level": "WARNING"},
+    },
+}
+
+
+def configure_json_logging() -> None:
     """Every logger, uvicorn's included, writes JSON lines to stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = []
-        logger.propagate = True
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    logging.config.dictConfig(LOG_CONFIG)

@@ -16,8 +16,8 @@ from rag.store.layout import VERSIONS
 
 pytestmark = pytest.mark.slow
 
-CLIENTS = 4
-PUBLISHES = 4
+CLIENTS = 8
+PUBLISHES = 10
 QUESTIONS = [
     "What is the CTS reference of the Home Office letter?",
     "Who wrote to Lucy Allan?",
@@ -175,5 +175,59 @@ def test_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
             headers={"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.50"},
         )
         assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
+    finally:
+        service.stop()
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(c) for c in text]
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_several_worker_processes_serve_the_same_index(index_dir: Path, tmp_path: Path) -> None:
+    service = start_service(
+        "workers",
+        index_dir,
+        tmp_path,
+        args=("--workers", "2"),
+        RAG_READER="heuristic",
+        RAG_RATE_LIMIT_PER_MINUTE="0",
+    )
+    try:
+        service.wait_ready(timeout=240)
+        # Both workers load on their own: ready once readyz answers 200 many times in a row.
+        streak = 0
+        deadline = time.monotonic() + 240
+        while streak < 20:
+            assert time.monotonic() < deadline, "the workers did not all become ready"
+            streak = streak + 1 if _ready_json(service)[0] == 200 else 0
+            time.sleep(0.05)
+        workers = [c for c in _children(service.process.pid) if _rss_mb(c) > 200]
+        assert len(workers) == 2, workers  # each with its own models and index
+        outcomes: list[int] = []
+
+        def client() -> None:
+            with httpx.Client(base_url=service.base, timeout=120) as http:
+                for q in QUESTIONS:
+                    outcomes.append(http.post("/v1/ask", json={"question": q}).status_code)
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        assert outcomes == [200] * 12
+        lines = [line for line in service.log.read_text().splitlines() if line.startswith("{")]
+        assert any(json.loads(line)["logger"] == "rag.ask" for line in lines)  # workers log JSON
     finally:
         service.stop()
