@@ -9,6 +9,7 @@ with 503 ``overloaded`` and how fast those refusals came (p95), and anything els
 (which should be nothing).
 
     .venv/bin/python bench/load.py [--clients 1,8,32] [--seconds 30] [--reader fused]
+        [--workers 1] [--env RAG_ASK_QUEUE=4 ...]
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--reader", default="fused")
     parser.add_argument("--index", type=Path, default=ROOT / "index")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    parser.add_argument("--workers", type=int, default=1, help="rag serve --workers")
     parser.add_argument(
         "--env", action="append", default=[], help="RAG_X=value for the service; repeatable"
     )
@@ -124,13 +126,14 @@ def main() -> None:
         "load",
         args.index,
         args.out / "services",
+        args=("--workers", str(args.workers)),
         RAG_READER=args.reader,
         RAG_RATE_LIMIT_PER_MINUTE="0",
         **env,
     )
     results = []
     try:
-        base = service.wait_ready().base
+        base = service.wait_all_ready().base
         with httpx.Client(base_url=base, timeout=60) as http:
             for q in qs[:20]:  # warm-up
                 http.post("/v1/ask", json={"question": q})

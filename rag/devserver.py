@@ -81,6 +81,22 @@ class LocalService:
             f"service {self.name} not ready in {timeout:.0f} s ({last}):\n{self.log_tail()}"
         )
 
+    def wait_all_ready(self, streak: int = 20, timeout: float = 240.0) -> LocalService:
+        """With several workers, each loads on its own: wait for ``streak`` 200s in a row."""
+        self.wait_ready(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while seen < streak:
+            if time.monotonic() > deadline:
+                raise ServiceStartError(f"service {self.name}: not every worker became ready")
+            try:
+                ok = httpx.get(self.base + "/readyz", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            seen = seen + 1 if ok else 0
+            time.sleep(0.05)
+        return self
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
