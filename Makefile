@@ -9,12 +9,12 @@ RAG := $(VENV)/bin/rag
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench train-reader browser-deps clean
+.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench train-reader fit-reader browser-deps clean
 
 help:
 	@echo "make run    set up, build the index from corpus/, serve on http://127.0.0.1:8000"
 	@echo "make test   set up, lint, type-check, run every test and the evaluation gate"
-	@echo "other: setup index serve lint fmt eval bench train-reader clean"
+	@echo "other: setup index serve lint fmt eval eval-squad bench train-reader fit-reader clean"
 
 # torch is installed first, pinned: the CPU wheel lies on this machine's disk, while a
 # bare "torch" requirement would pull a multi-GB CUDA build.
@@ -74,8 +74,20 @@ bench: index
 	$(PY) bench/index_stages.py
 	$(PY) bench/ask_latency.py
 
+# Train the span reader (about 105 minutes on 2 CPU cores; --device auto takes a GPU when
+# there is one). READER_BASE=models/reader continues from the committed model; an empty
+# READER_BASE starts from the packaged MiniLM. TRAIN_ARGS=--resume continues an
+# interrupted run from its last checkpoint. Never run by `make run` or CI.
+READER_BASE ?= models/reader
 train-reader: setup
-	$(PY) -m rag.train --out models/reader
+	$(PY) -m rag.train --out models/reader $(if $(READER_BASE),--base-model $(READER_BASE)) $(TRAIN_ARGS)
+
+# Refit the reader's scorer (ranker, calibration, threshold) on eval/dev.jsonl through the
+# served path, for every reader kind; needed after a new models/reader or read depth.
+fit-reader: index
+	$(PY) -m rag.train.fit_scorer --reader fused
+	$(PY) -m rag.train.fit_scorer --reader transformers
+	$(PY) -m rag.train.fit_scorer --reader heuristic --external 0
 
 clean:
 	rm -rf index reports .pytest_cache .mypy_cache .ruff_cache

@@ -16,12 +16,13 @@ from rag.config import ReaderKind, RetrievalMode, Settings
 from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import CitationError, InvalidQuestionError
 from rag.filters import Filters
-from rag.reader.base import Candidate, ReadContext, Reader
-from rag.reader.heuristic import HeuristicReader
+from rag.reader.base import Candidate, ReadContext, Reader, ScoredCandidate
+from rag.reader.compose import ScoredReader, build_reader
+from rag.reader.model_source import ModelSource
 from rag.reader.question import analyse
 from rag.retrieve import RetrievalSettings, Retriever
 from rag.store.index import Index
-from rag.types import Answer, AskResult, Citation, Span
+from rag.types import Answer, AskResult, Citation, Passage, Span
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,11 @@ class Components:
     reader: Reader
 
 
-def make_reader(settings: Settings, kind: ReaderKind | None = None) -> Reader:
-    kind = kind or settings.reader
-    if kind is ReaderKind.HEURISTIC:
-        return HeuristicReader()
-    from rag.reader.fused import FusedReader, TransformersReader
-
-    if kind is ReaderKind.TRANSFORMERS:
-        return TransformersReader(settings.reader_model, runtime=settings.reader_runtime)
-    return FusedReader(settings.reader_model, runtime=settings.reader_runtime)
+def make_reader(
+    settings: Settings, kind: ReaderKind | None = None, *, model: ModelSource | None = None
+) -> ScoredReader:
+    """The configured reader (or ``kind``); ``model`` shares an already loaded QA model."""
+    return build_reader(settings, kind, model=model)
 
 
 def load_components(settings: Settings, *, reader: Reader | None = None) -> Components:
@@ -73,7 +70,7 @@ def load_components(settings: Settings, *, reader: Reader | None = None) -> Comp
     return Components(index=index, embedder=embedder, annotator=annotator, reader=reader)
 
 
-def verify_citation(index: Index, candidate: Candidate) -> Citation:
+def verify_citation(index: Index, candidate: Candidate | ScoredCandidate) -> Citation:
     """Build the citation and check it against the stored text; never trust a reader."""
     doc = index.document(candidate.document_id)
     if not (0 <= candidate.start < candidate.end <= len(doc.text)):
@@ -140,17 +137,9 @@ class Pipeline:
         top_k = top_k or self.settings.top_k
         if not 1 <= top_k <= self.settings.max_top_k:
             raise InvalidQuestionError(f"top_k must be between 1 and {self.settings.max_top_k}")
-        t = started
-        analysed = analyse(text, self.components.annotator.nlp)
-        qvec = self.components.embedder.embed([text])[0]
-        t = lap("analyse", t)
-        passages = self.retriever.retrieve(text, top_k, filters, mode, query_vector=qvec)
-        t = lap("retrieve", t)
-        candidates = self.components.reader.read(
-            ReadContext(
-                question=analysed, question_vector=qvec, passages=passages, index=self.index
-            )
-        )
+        context, passages = self._context(text, top_k, filters, mode, timings)
+        t = time.perf_counter()
+        candidates = self.components.reader.read(context)
         t = lap("read", t)
         best = self._first_verified(candidates)
         lap("verify", t)
@@ -160,12 +149,47 @@ class Pipeline:
         return AskResult(
             question=text,
             answer=answer,
-            passages=passages,
+            passages=passages[:top_k],
             timings_ms=timings,
             rejected=best if answer is None else None,
         )
 
-    def _first_verified(self, candidates: list[Candidate]) -> Answer | None:
+    def _context(
+        self,
+        text: str,
+        top_k: int,
+        filters: Filters | None,
+        mode: RetrievalMode | None,
+        timings: dict[str, float] | None = None,
+    ) -> tuple[ReadContext, list[Passage]]:
+        """What the reader reads, and the passages the client sees.
+
+        The reader reads ``RAG_READ_PASSAGES`` passages whatever ``top_k`` is: how many
+        passages a client asks to see never changes the answer.
+        """
+        t0 = time.perf_counter()
+        analysed = analyse(text, self.components.annotator.nlp)
+        qvec = self.components.embedder.embed([text])[0]
+        t1 = time.perf_counter()
+        depth = max(top_k, self.settings.read_passages)
+        passages = self.retriever.retrieve(text, depth, filters, mode, query_vector=qvec)
+        read = passages[: self.settings.read_passages]
+        if timings is not None:
+            timings["analyse"] = round((t1 - t0) * 1000, 2)
+            timings["retrieve"] = round((time.perf_counter() - t1) * 1000, 2)
+        return ReadContext(analysed, qvec, read, self.index), passages
+
+    def candidates(self, question: str, filters: Filters | None = None) -> list[Candidate]:
+        """The reader's unscored candidates for a question, read exactly as ``ask`` reads
+        (same validation, retrieval and depth): what the scorer is fitted on."""
+        text = validate_question(question, self.settings.max_question_chars)
+        context, _ = self._context(text, self.settings.top_k, filters, None)
+        reader = self.components.reader
+        if not isinstance(reader, ScoredReader):
+            raise TypeError(f"reader {reader.name!r} has no candidate sources to fit")
+        return reader.candidates(context)
+
+    def _first_verified(self, candidates: list[ScoredCandidate]) -> Answer | None:
         for cand in candidates:
             try:
                 citation = verify_citation(self.index, cand)

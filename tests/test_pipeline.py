@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from rag.errors import InvalidQuestionError
 from rag.evaluation.dataset import load_eval_sets
 from rag.pipeline import Pipeline, validate_question
+from rag.reader.base import ReadContext, ScoredCandidate
+from rag.types import Span
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,3 +84,56 @@ def test_answers_real_questions_with_the_right_span(pipeline: Pipeline) -> None:
         "How much Government funding backs the Child Sexual Exploitation Response Unit?"
     )
     assert money.answer is not None and money.answer.text == "£1.24 million"
+
+
+@pytest.mark.slow
+def test_top_k_never_changes_the_answer(pipeline: Pipeline) -> None:
+    """The reader reads RAG_READ_PASSAGES passages whatever top_k a client asks to see."""
+    items = load_eval_sets([ROOT / "eval" / "dev.jsonl", ROOT / "eval" / "test.jsonl"])
+    for item in items:
+        outcomes = []
+        for top_k in (1, 5, 10):
+            result = pipeline.ask(item.question, top_k=top_k)
+            assert len(result.passages) <= top_k
+            best = result.answer or result.rejected
+            key = None if best is None else (best.text, best.citation.start, best.score)
+            outcomes.append((key, result.abstained))
+        assert outcomes[0] == outcomes[1] == outcomes[2], item.id
+
+
+class ListReader:
+    """A reader that returns given scored candidates, best first: for the pipeline's own
+    rule that a candidate whose citation does not verify is never returned."""
+
+    name = "list"
+    threshold = 0.1
+
+    def __init__(self, candidates: list[ScoredCandidate]) -> None:
+        self.candidates = candidates
+
+    def warm_up(self) -> None:
+        pass
+
+    def read(self, context: ReadContext) -> list[ScoredCandidate]:
+        return list(self.candidates)
+
+
+def scored(doc: str, start: int, end: int, text: str, score: float) -> ScoredCandidate:
+    return ScoredCandidate(doc, start, end, text, Span(start, end), score, {}, "test")
+
+
+@pytest.mark.slow
+def test_an_unverifiable_candidate_is_never_returned_and_the_next_one_is(
+    pipeline: Pipeline,
+) -> None:
+    doc = pipeline.index.documents["rudd-2016-10-24"]
+    start = doc.text.index("M11295/16")
+    good = scored(doc.id, start, start + 9, "M11295/16", 0.6)
+    wrong_text = scored(doc.id, start, start + 9, "M99999/99", 0.9)
+    out_of_range = scored(doc.id, len(doc.text) - 2, len(doc.text) + 5, "x", 0.8)
+    components = replace(pipeline.components, reader=ListReader([wrong_text, out_of_range, good]))
+    result = Pipeline(pipeline.settings, components).ask("What is the CTS reference?")
+    assert result.answer is not None
+    assert result.answer.text == "M11295/16" and result.answer.score == 0.6
+    only_bad = replace(pipeline.components, reader=ListReader([wrong_text]))
+    assert Pipeline(pipeline.settings, only_bad).ask("What is the CTS reference?").abstained

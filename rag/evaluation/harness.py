@@ -126,7 +126,8 @@ def evaluate(settings: Settings, options: EvalOptions) -> dict[str, Any]:
     primary_pipeline: Pipeline | None = None
     for kind in kinds:
         try:
-            reader = base.reader if kind is primary else make_reader(settings, kind)
+            shared = getattr(base.reader, "model", None)  # one loaded QA model for all readers
+            reader = base.reader if kind is primary else make_reader(settings, kind, model=shared)
             reader.warm_up()
         except (ModelLoadError, RagError) as exc:
             if kind is primary:

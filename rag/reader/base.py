@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,7 +15,27 @@ from rag.types import Passage, Span
 
 @dataclass(slots=True)
 class Candidate:
-    """A scored answer span in document offsets; ``score`` is a probability in [0, 1]."""
+    """An answer span in document offsets, while its features are being gathered.
+
+    ``source`` names who proposed it (``heuristic:entity``, ``model``, ``metadata``).
+    """
+
+    document_id: str
+    start: int
+    end: int
+    text: str
+    sentence: Span
+    score: float = 0.0
+    features: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredCandidate:
+    """A candidate as the scorer returns it: final, in final order.
+
+    ``score`` is the calibrated probability that the answer is right, caps included.
+    """
 
     document_id: str
     start: int
@@ -22,8 +43,8 @@ class Candidate:
     text: str
     sentence: Span
     score: float
-    features: dict[str, float] = field(default_factory=dict)
-    source: str = ""
+    features: Mapping[str, float]
+    source: str
 
 
 @dataclass(slots=True)
@@ -43,6 +64,6 @@ class Reader(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def read(self, context: ReadContext) -> list[Candidate]:
-        """Candidates best first (may be empty)."""
+    def read(self, context: ReadContext) -> list[ScoredCandidate]:
+        """Scored candidates best first (may be empty)."""
         ...

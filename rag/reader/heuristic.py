@@ -1,38 +1,25 @@
-"""The default reader, built from what ships: typed spans inside the most relevant sentences.
+"""Heuristic candidate sources and the span features every candidate carries.
 
-For each question: score the sentences of the retrieved passages (embedding similarity,
-IDF-weighted term coverage, grounding of names and numbers), then score candidate spans
-inside the best sentences (fit to the expected answer type, distance to the question's
-terms in the sentence, not repeating the question, length). The features go through a
-logistic model whose weights live in ``weights.json`` so they can be refit without
-touching code; the output is a probability-like score in [0, 1].
+The sentences of the read passages are scored for relevance (embedding similarity,
+IDF-weighted term coverage, grounding of names and numbers: ``evidence``); the
+:class:`HeuristicSource` proposes typed spans of the most relevant ones, and the
+:class:`MetadataSource` the letter's header values a question asks for. Every candidate,
+whoever proposed it (the QA model too), gets the features of :func:`span_features`: fit
+to the expected answer type, distance to the question's terms, not repeating the
+question, length. Scoring them is :mod:`rag.reader.scoring`'s job.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from rag.lexical import stem, words, words_set
 from rag.reader.base import Candidate, ReadContext
 from rag.reader.evidence import EvidenceSentence, collect, idf, metadata_spans
 from rag.reader.question import AnswerType, Question, has_shape
 from rag.reader.spans import SpanCandidate, candidates
-
-WEIGHTS_FILE = Path(__file__).with_name("weights.json")
-
-#: Highest score of an answer whose document never mentions a name or number from the
-#: question.
-UNGROUNDED_CAP = 0.02
-
-#: Highest score of a span that cannot have the answer's shape: no number for "how many",
-#: no date for "what date" (see ``question.required_shape``).
-WRONG_SHAPE_CAP = 0.05
 
 #: Sentences whose spans are considered; more costs time and rarely helps.
 TOP_SENTENCES = 8
@@ -45,87 +32,6 @@ _TITLES = words_set(
     """the a an mp mps rt hon right honourable mr mrs ms miss dr sir dame lord lady baroness
     cllr councillor prof professor qc kc obe cbe mbe dbe"""
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LogisticModel:
-    """score = sigmoid(bias + Σ weight·feature); features absent from ``weights`` are ignored."""
-
-    weights: dict[str, float]
-    bias: float
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LogisticModel:
-        return cls(weights=dict(data["weights"]), bias=float(data["bias"]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"bias": self.bias, "weights": self.weights}
-
-    def logit(self, features: dict[str, float]) -> float:
-        return self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
-
-    def __call__(self, features: dict[str, float]) -> float:
-        return sigmoid(self.logit(features))
-
-
-def sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
-
-
-@dataclass(frozen=True, slots=True)
-class ReaderWeights:
-    """A reader's fitted parameters (see ``rag.reader.fit``).
-
-    ``ranker`` orders the candidate spans of one question; ``calibration`` turns the best
-    candidate's ranker logit and its margin over the runner-up into the probability that
-    the answer is right; ``threshold`` is the abstention cut-off chosen on the dev split.
-    """
-
-    ranker: LogisticModel
-    calibration: LogisticModel
-    threshold: float
-
-    @classmethod
-    def load(cls, section: str, path: Path = WEIGHTS_FILE) -> ReaderWeights:
-        """The fitted section, or neutral weights (rank by ``fallback``) before a first fit."""
-        data = json.loads(path.read_text(encoding="utf-8")).get(section)
-        if data is None:
-            return cls.unfitted()
-        return cls(
-            ranker=LogisticModel.from_dict(data["ranker"]),
-            calibration=LogisticModel.from_dict(data["calibration"]),
-            threshold=float(data["threshold"]),
-        )
-
-    @classmethod
-    def unfitted(cls) -> ReaderWeights:
-        """Rank by the QA model's logit if present, else by sentence relevance and type fit."""
-        ranker = LogisticModel(
-            weights={"qa_logit": 1.0, "relevance": 1.0, "type_fit": 2.0}, bias=0.0
-        )
-        return cls(ranker=ranker, calibration=LogisticModel({"logit": 1.0}, 0.0), threshold=0.5)
-
-
-def calibrate(candidates: list[Candidate], weights: ReaderWeights) -> list[Candidate]:
-    """Order by ranker logit and give each candidate a calibrated score, best first."""
-    for cand in candidates:
-        cand.features["logit"] = weights.ranker.logit(cand.features)
-    candidates.sort(key=lambda c: -c.features["logit"])
-    for i, cand in enumerate(candidates):
-        other = candidates[1] if i == 0 and len(candidates) > 1 else candidates[0]
-        margin = cand.features["logit"] - other.features["logit"] if other is not cand else 5.0
-        cand.features["margin"] = margin
-        cand.score = weights.calibration(cand.features)
-        if cand.features.get("missing_entities_doc", 0.0) or cand.features.get(
-            "missing_numbers_doc", 0.0
-        ):
-            # A name (a place, a body, a person) or a number (a year) the question states
-            # that the answer's document never mentions: the answer is about something else.
-            cand.score = min(cand.score, UNGROUNDED_CAP)
-        elif cand.features.get("wrong_shape", 0.0):
-            # "How many ...?" answered without a number, "what date ...?" without a date.
-            cand.score = min(cand.score, WRONG_SHAPE_CAP)
-    return candidates
 
 
 def _type_fit(question: Question, cand: SpanCandidate) -> float:
@@ -206,84 +112,84 @@ def span_features(
     }
 
 
-class FittedReader:
-    """A reader whose ranker, calibration and threshold come from ``weights.json``."""
+def gather_evidence(context: ReadContext) -> list[EvidenceSentence]:
+    """Every sentence of the read passages, most relevant first; for a question about a
+    letter itself (who wrote it, to whom, when) also the sentences of the retrieved
+    documents that state it (a signature line rarely resembles the question)."""
+    include: list[tuple[str, int]] = []
+    if context.question.cues:
+        documents = dict.fromkeys(p.chunk.document_id for p in context.passages[:3])
+        for doc_id in documents:
+            doc = context.index.documents[doc_id]
+            include += [
+                (doc_id, start)
+                for start, _, kind in metadata_spans(doc)
+                if kind in context.question.cues
+            ]
+    return collect(
+        context.question,
+        context.question_vector,
+        context.passages,
+        context.index,
+        include=include,
+    )
 
-    name = "fitted"
 
-    def __init__(self, weights_path: Path = WEIGHTS_FILE) -> None:
-        self.weights_path = weights_path
-        self._weights: ReaderWeights | None = None
+class HeuristicSource:
+    """Typed spans (entities, patterns, noun chunks, clauses) of the most relevant sentences.
 
-    def warm_up(self) -> None:
-        if self._weights is None:
-            self._weights = ReaderWeights.load(self.name, self.weights_path)
-
-    @property
-    def weights(self) -> ReaderWeights:
-        self.warm_up()
-        assert self._weights is not None
-        return self._weights
-
-    @property
-    def threshold(self) -> float:
-        return self.weights.threshold
-
-
-class HeuristicReader(FittedReader):
-    """Typed-span reader over index-time annotations; no model of its own beyond retrieval's."""
+    A candidate *source*: it proposes spans with their features; the scorer decides.
+    """
 
     name = "heuristic"
 
-    #: Sentences whose spans are considered.
+    #: Sentences whose spans are proposed.
     top_sentences = TOP_SENTENCES
 
-    def read(self, context: ReadContext) -> list[Candidate]:
-        sentences = self.select(self.evidence(context))
-        return calibrate(self.candidates_of(context, sentences), self.weights)
-
-    def evidence(self, context: ReadContext) -> list[EvidenceSentence]:
-        """Every sentence of the passages, most relevant first; for a question about a letter
-        itself (who wrote it, to whom, when) also the sentences of the retrieved documents
-        that state it (a signature line rarely resembles the question)."""
-        include: list[tuple[str, int]] = []
-        if context.question.cues:
-            documents = dict.fromkeys(p.chunk.document_id for p in context.passages[:3])
-            for doc_id in documents:
-                doc = context.index.documents[doc_id]
-                include += [
-                    (doc_id, start)
-                    for start, _, kind in metadata_spans(doc)
-                    if kind in context.question.cues
-                ]
-        return collect(
-            context.question,
-            context.question_vector,
-            context.passages,
-            context.index,
-            include=include,
-        )
-
     def select(self, evidence: list[EvidenceSentence]) -> list[EvidenceSentence]:
-        """The sentences whose spans are read: the most relevant and the metadata ones."""
+        """The sentences whose spans are proposed: the most relevant and the metadata ones."""
         top = evidence[: self.top_sentences]
         return top + [e for e in evidence[self.top_sentences :] if e.metadata]
 
-    def candidates_of(
-        self, context: ReadContext, sentences: list[EvidenceSentence]
-    ) -> list[Candidate]:
-        """Unscored span candidates (with features) from the given sentences."""
+    def propose(self, context: ReadContext, evidence: list[EvidenceSentence]) -> list[Candidate]:
+        """Candidates (with features) from the selected sentences."""
         question = context.question
         clauses = question.wants_clause or question.primary_type is AnswerType.THING
         out: list[Candidate] = []
         cache: dict[object, object] = {}
-        for sentence in sentences:
+        for sentence in self.select(evidence):
             doc_id = sentence.document_id
             text = context.index.documents[doc_id].text
             entities = context.index.annotations[doc_id].entities
             for span in candidates(text, sentence.span, entities, clauses=clauses):
                 source = f"heuristic:{span.source}"
                 cand = span_candidate_features(context, sentence, span, source, cache)
+                if cand is not None:
+                    out.append(cand)
+        return out
+
+
+class MetadataSource:
+    """The letter's own header values (author, recipients, date, references) that the
+    question asks for ("who wrote...", "when was ... sent"), as whole candidates."""
+
+    name = "metadata"
+
+    def propose(self, context: ReadContext, evidence: list[EvidenceSentence]) -> list[Candidate]:
+        cues = context.question.cues
+        if not cues:
+            return []
+        out: list[Candidate] = []
+        cache: dict[object, object] = {}
+        for sentence in (e for e in evidence if e.metadata):
+            doc = context.index.documents[sentence.document_id]
+            for start, end, kind in metadata_spans(doc):
+                if kind not in cues or not (
+                    sentence.span.start <= start and end <= sentence.span.end
+                ):
+                    continue
+                span = SpanCandidate(start, end, {}, "metadata")
+                cand = span_candidate_features(context, sentence, span, "metadata", cache)
                 if cand is not None:
                     out.append(cand)
         return out

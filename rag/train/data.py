@@ -1,30 +1,26 @@
 """Training data for the span reader: load, verify, split, window and label.
 
-Two public data sets ship on this machine and they are the only training data allowed
-(the project's ``eval/`` and the shared benchmarks are for measuring, never for
-training or model selection):
+Every data set of ``../shared/datasets`` (its README gives counts, licences and caveats)
+is declared once in :data:`SOURCES` and read by one of two loaders; the project's
+``eval/`` and the shared benchmarks are for measuring, never for training or model
+selection.
 
-* QED (``qed/*.jsonl``): Natural Questions queries over Wikipedia paragraphs, with
-  ``answer_spans`` as ``[start, end)`` character offsets. The paragraphs are
-  PTB-tokenised ("McBurney 's", ``\\`\\``...``''``): spaces around punctuation do not
-  matter to a WordPiece tokenizer, but the PTB quotes do, so they are rewritten to
-  plain double quotes *without changing any length* (offsets stay valid).
-* PolicyQA (``policyqa/{dev,test}.json``, SQuAD 1.1 JSON): questions over privacy
-  policy sections; several (noisy, crowd-sourced) answers per question. The first
-  answer is the training target; all answers count when scoring the held-out slice.
+* SQuAD-format JSON (:func:`load_squad`): SQuAD 1.1 train, SQuAD 2.0 dev-28,
+  SQuADShifts, COVID-QA, ContractNLI, PolicyQA. ``is_impossible`` questions become
+  no-answer targets (start = end = the CLS token). SQuAD 1.1 answers whose position was
+  guessed (``offset_source: "heuristic"``) are dropped.
+* QED JSON Lines (:func:`load_qed`): PTB-tokenised paragraphs whose PTB quotes are
+  rewritten to plain double quotes *without changing any length*.
 
 Every answer is checked against its context (``context[start:end] == answer``);
-examples that fail are dropped and counted per source. Apart from a handful of QED
-questions marked "no answer in this paragraph" (``[-1, -1]``, kept as such), neither
-set has unanswerable questions, so the reader learns "no answer" SQuAD 2.0 style
-(start = end = the CLS token) from a seeded fraction of the windows that do not hold
-the answer, and from a small set of cross-paragraph negatives (a QED question paired
-with a lexically similar paragraph of another article that does not contain its
-answer).
+examples that fail are dropped and counted per source. Windows of a paragraph that do
+not hold the answer are further no-answer examples (a seeded fraction of them), and so
+are cross-article negatives: a factual question paired with a lexically similar
+paragraph of another article that does not contain its answer.
 
-The held-out slice (about 5 %) is chosen by a hash of the context text: the same
-paragraph is always on the same side, whatever else changes, so no paragraph leaks
-from training into model selection.
+The held-out slice for model selection is chosen by *article* (title, or document id),
+never by question or paragraph, per source, by a hash order: the same articles are held
+out in every run.
 """
 
 from __future__ import annotations

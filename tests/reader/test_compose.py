@@ -1,8 +1,9 @@
-"""The QA-model readers' code paths, with a tiny randomly initialised model built here.
+"""The composed readers' code paths, with a tiny randomly initialised model built here.
 
-Accuracy of the transformers backend is measured by ``rag eval`` with the trained model;
-these tests check the plumbing: spans mapped back to document offsets, every candidate
-verifiable, heuristic and model candidates fused, a missing model reported clearly.
+Accuracy is measured by ``rag eval`` with the trained model; these tests check the
+plumbing: spans mapped back to document offsets, every candidate verifiable and
+carrying every declared feature, the sources' candidates merged, the model reading the
+passages whole, a missing model reported clearly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import pytest
 from rag.config import ReaderKind, Settings
 from rag.errors import ModelLoadError
 from rag.pipeline import Pipeline, make_reader
-from rag.reader.fused import FusedReader, TransformersReader, snap_to_words
+from rag.reader.base import ReadContext
+from rag.reader.compose import ScoredReader, neutral_weights
+from rag.reader.model_source import reading, snap_to_words
+from rag.reader.question import analyse
+from rag.reader.scoring import CALIBRATION_FEATURES, RANKER_FEATURES
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +30,8 @@ def test_qa_readers_return_verifiable_document_spans(
 ) -> None:
     s = settings.model_copy(update={"reader": kind, "reader_model": str(tiny_model_dir)})
     reader = make_reader(s)
-    assert isinstance(reader, TransformersReader)
+    assert isinstance(reader, ScoredReader) and reader.model is not None
+    reader.use_weights(neutral_weights(reader.target()))
     reader.warm_up()
     components = heuristic_pipeline.components
     pipeline = Pipeline(
@@ -40,38 +46,61 @@ def test_qa_readers_return_verifiable_document_spans(
     assert 0.0 <= best.score <= 1.0
 
 
-def test_fused_pool_holds_heuristic_and_model_candidates(
-    settings: Settings, heuristic_pipeline: Pipeline, tiny_model_dir: Path
-) -> None:
-    from rag.reader.base import ReadContext
-    from rag.reader.question import analyse
-
-    reader = FusedReader(str(tiny_model_dir))
-    reader.warm_up()
-    comps = heuristic_pipeline.components
-    question = "How much funding backs the Response Unit?"
-    context = ReadContext(
+def context_for(pipeline: Pipeline, question: str) -> ReadContext:
+    comps = pipeline.components
+    return ReadContext(
         analyse(question, comps.annotator.nlp),
         comps.embedder.embed([question])[0],
-        heuristic_pipeline.retriever.retrieve(question, 5),
-        heuristic_pipeline.index,
+        pipeline.retriever.retrieve(question, pipeline.settings.read_passages),
+        pipeline.index,
     )
-    pool = reader.read(context)
+
+
+def test_fused_pool_holds_every_source_and_every_declared_feature(
+    settings: Settings, heuristic_pipeline: Pipeline, tiny_model_dir: Path
+) -> None:
+    s = settings.model_copy(
+        update={"reader": ReaderKind.FUSED, "reader_model": str(tiny_model_dir)}
+    )
+    reader = make_reader(s)
+    reader.use_weights(neutral_weights(reader.target()))
+    reader.warm_up()
+    context = context_for(heuristic_pipeline, "How much funding backs the Response Unit?")
+    pool = reader.candidates(context)
     sources = {c.source.split(":")[0] for c in pool}
     assert "heuristic" in sources
     assert any(c.text == "£1.24 million" for c in pool)
-    # The model read the passages too: every candidate carries its scores, and its own
-    # best spans are in the pool (as new candidates or as heuristic ones it agrees with).
-    assert all("qa_logit" in c.features for c in pool)
-    assert any(c.source == "model" or c.features["qa_found"] for c in pool)
+    declared = set(RANKER_FEATURES["fused"]) | set(CALIBRATION_FEATURES["fused"])
+    declared -= {"logit", "margin"}  # the scorer's own
     for cand in pool:
+        assert declared <= set(cand.features), cand.source
         text = heuristic_pipeline.index.documents[cand.document_id].text
         assert text[cand.start : cand.end] == cand.text
         assert cand.sentence.start <= cand.start and cand.end <= cand.sentence.end
+    # The model read the passages and scored every candidate, its own best spans
+    # included (as new candidates or as heuristic ones it agrees with).
+    assert any(c.source == "model" or c.features["qa_found"] for c in pool)
+    assert any(c.features["qa_seen"] for c in pool)
 
 
-def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
-    reader = FusedReader(str(tmp_path / "no-model"))
+def test_the_model_reads_every_read_passage_whole(heuristic_pipeline: Pipeline) -> None:
+    context = context_for(heuristic_pipeline, "Who wrote to Lucy Allan?")
+    parts = reading(context, [])
+    for passage in context.passages:
+        c = passage.chunk
+        assert any(
+            p.document_id == c.document_id and p.start <= c.start and c.end <= p.end for p in parts
+        )
+
+
+def test_heuristic_reader_needs_no_model(settings: Settings) -> None:
+    reader = make_reader(settings, ReaderKind.HEURISTIC)
+    assert reader.model is None and reader.target().qa_model_sha256 is None
+
+
+def test_missing_model_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
+    s = settings.model_copy(update={"reader_model": str(tmp_path / "no-model")})
+    reader = make_reader(s, ReaderKind.FUSED)
     with pytest.raises(ModelLoadError, match="no-model"):
         reader.warm_up()
 

@@ -1,55 +1,44 @@
-"""Readers that use an extractive-QA model: the model alone, or fused with the heuristic.
+"""The extractive QA model as a candidate source and as a feature producer.
 
-``TransformersReader`` runs any local extractive-QA checkpoint (our trained one in
-``models/reader/`` by default) over the passages and ranks its spans by the model's own
-scores and no-answer score.
+The model reads the read passages *whole*, in its own windows (plus the header
+sentences a question about the letter itself needs), never a heuristic selection of
+them. It then does two jobs:
 
-``FusedReader`` puts both readers' candidates in one pool: every span the heuristic
-proposes is also scored by the QA model (start logit of its first token + end logit of
-its last, in every window that holds it), and every span the model proposes gets the
-heuristic's features (answer-type fit, grounding, sentence relevance). One logistic
-ranker and one calibration, fitted on the dev split (``python -m rag.reader.fit
---reader fused``), turn all features into the final score.
+* it proposes its own best spans (snapped to whole words) as candidates;
+* it scores every candidate of the question, whoever proposed it: the start logit of
+  its first token plus the end logit of its last, in the window that holds it best,
+  against that window's null (no-answer) score and against the question's null score,
+  the lowest over every window of every passage (SQuAD 2.0's rule, across passages).
+
+The loaded model lives on the source (one per pipeline), not in a module cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from rag.reader.base import Candidate, ReadContext
 from rag.reader.evidence import EvidenceSentence
-from rag.reader.heuristic import (
-    WEIGHTS_FILE,
-    FittedReader,
-    HeuristicReader,
-    calibrate,
-    span_candidate_features,
-)
+from rag.reader.heuristic import span_candidate_features
 from rag.reader.qa_model import QAModel, WindowScores, top_spans, window_scores
 from rag.reader.question import AnswerType
+from rag.reader.scoring import QA_UNSEEN
 from rag.reader.spans import SpanCandidate, entity_types
 from rag.store.index import Index
+from rag.types import Span
 
-#: Spans the QA model proposes per question (before fusion with the heuristic's).
+#: Spans the QA model proposes per question.
 QA_TOP_N = 20
 
-#: Most relevant sentences (with their neighbours) the QA model reads per question.
-QA_SENTENCES = 6
 
-
-@lru_cache(maxsize=8)
-def qa_model_from_folder(path: str, *, runtime: str = "torch") -> QAModel:
-    """A QAModel with the window settings the model was trained with, when it says so.
-
-    One per (path, runtime) and process: the fused and the transformers readers (both
-    run by `rag eval`) share the loaded model instead of loading it twice.
-    """
+def qa_model_for(path: str, *, runtime: str = "int8") -> QAModel:
+    """A QAModel with the window settings the model was trained with, when it says so."""
     trained: dict[str, int] = {}
     manifest = Path(path) / "manifest.json"
     if manifest.is_file():
@@ -62,15 +51,22 @@ def qa_model_from_folder(path: str, *, runtime: str = "torch") -> QAModel:
     return QAModel(path, runtime=runtime, **trained)
 
 
-@dataclass(slots=True)
-class _Window:
-    """One model window over one passage, with its logits, in document offsets."""
+def model_sha256(path: str) -> str | None:
+    """sha256 of the QA model's weights: from its manifest, else hashed; None if absent.
 
-    document_id: str
-    starts: np.ndarray  # document offset where each context token starts
-    ends: np.ndarray  # document offset where each context token ends
-    scores: WindowScores
-    best: list[tuple[int, int, float]]  # the model's top spans: document offsets, score
+    This is what fitted scorer weights are tied to: another model, another sha.
+    """
+    folder = Path(path)
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", {})
+        sha = files.get("model.safetensors", {}).get("sha256")
+        if isinstance(sha, str):
+            return sha
+    weights = folder / "model.safetensors"
+    if weights.is_file():
+        return hashlib.sha256(weights.read_bytes()).hexdigest()
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,30 +78,37 @@ class Snippet:
     end: int
 
 
-def snippets(evidence: list[EvidenceSentence], index: Index, n: int) -> list[Snippet]:
-    """The ``n`` most relevant sentences, each with its neighbours, merged per document.
-
-    Reading these instead of whole passages keeps the model's input (and its latency)
-    small while still giving every candidate sentence its context.
-    """
+def reading(context: ReadContext, evidence: list[EvidenceSentence]) -> list[Snippet]:
+    """What the model reads: every read passage whole, and the header sentences found for
+    a question about the letter itself; overlapping stretches merged per document."""
     by_doc: dict[str, list[tuple[int, int]]] = {}
-    for ev in [e for e in evidence if e.rank < n or e.metadata]:
-        sentences = index.annotations[ev.document_id].sentences
-        i = ev.index_in_document
-        lo = sentences[max(i - 1, 0)].start
-        hi = sentences[min(i + 1, len(sentences) - 1)].end
-        by_doc.setdefault(ev.document_id, []).append((lo, hi))
+    for p in context.passages:
+        by_doc.setdefault(p.chunk.document_id, []).append((p.chunk.start, p.chunk.end))
+    for ev in evidence:
+        if ev.metadata:
+            by_doc.setdefault(ev.document_id, []).append((ev.span.start, ev.span.end))
     out = []
     for doc_id, ranges in by_doc.items():
         ranges.sort()
         merged = [list(ranges[0])]
         for lo, hi in ranges[1:]:
-            if lo <= merged[-1][1] + 1:
+            if lo <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], hi)
             else:
                 merged.append([lo, hi])
         out += [Snippet(doc_id, lo, hi) for lo, hi in merged]
     return out
+
+
+@dataclass(slots=True)
+class _Window:
+    """One model window over one passage, with its logits, in document offsets."""
+
+    document_id: str
+    starts: np.ndarray  # document offset where each context token starts
+    ends: np.ndarray  # document offset where each context token ends
+    scores: WindowScores
+    best: list[tuple[int, int, float]]  # the model's top spans: document offsets, score
 
 
 def _windows(qa: QAModel, question: str, parts: list[Snippet], index: Index) -> list[_Window]:
@@ -226,60 +229,70 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-class TransformersReader(FittedReader):
-    """A local extractive-QA checkpoint on its own, scored by its own logits and null score."""
+class ModelSource:
+    """The QA model: proposes its best spans and scores every candidate."""
 
-    name = "transformers"
+    name = "model"
 
-    def __init__(
-        self, model_path: str, weights_path: Path = WEIGHTS_FILE, *, runtime: str = "torch"
-    ) -> None:
-        super().__init__(weights_path)
-        self.qa = qa_model_from_folder(model_path, runtime=runtime)
-        self._heuristic = HeuristicReader(weights_path)
+    def __init__(self, qa: QAModel) -> None:
+        self.qa = qa
+
+    @property
+    def sha256(self) -> str | None:
+        return model_sha256(self.qa.model_name_or_path)
+
+    @property
+    def runtime(self) -> str:
+        return self.qa.runtime
 
     def warm_up(self) -> None:
         self.qa.warm_up()
-        super().warm_up()
 
-    def _pool(self, context: ReadContext, *, with_heuristic: bool) -> list[Candidate]:
-        evidence = self._heuristic.evidence(context)
-        parts = snippets(evidence, context.index, QA_SENTENCES)
-        windows = _windows(self.qa, context.question.text, parts, context.index)
-        pool: dict[tuple[str, int, int], Candidate] = {}
-        if with_heuristic:
-            for cand in self._heuristic.candidates_of(context, self._heuristic.select(evidence)):
-                pool[(cand.document_id, cand.start, cand.end)] = cand
+    def read(self, context: ReadContext, evidence: list[EvidenceSentence]) -> list[_Window]:
+        """The model's windows over what it reads for this question."""
+        return _windows(self.qa, context.question.text, reading(context, evidence), context.index)
+
+    def propose(
+        self,
+        context: ReadContext,
+        evidence: list[EvidenceSentence],
+        windows: list[_Window],
+    ) -> list[Candidate]:
+        """The model's own best spans, snapped to whole words, with the span features."""
         docs = context.index.documents
-        qa_keys = list(
-            dict.fromkeys(
-                (doc_id, *snap_to_words(docs[doc_id].text, start, end))
-                for doc_id, start, end in _qa_spans(windows, QA_TOP_N)
-            )
+        keys = dict.fromkeys(
+            (doc_id, *snap_to_words(docs[doc_id].text, start, end))
+            for doc_id, start, end in _qa_spans(windows, QA_TOP_N)
         )
-        for key in qa_keys:
-            if key not in pool:
-                found = self._candidate_for(context, evidence, *key)
-                if found is not None:
-                    pool[key] = found
-        rank = {k: r for r, k in enumerate(qa_keys)}
         out = []
-        for key, cand in pool.items():
+        for doc_id, start, end in keys:
+            cand = self._candidate_for(context, evidence, doc_id, start, end)
+            if cand is not None:
+                out.append(cand)
+        return out
+
+    def annotate(self, candidates: list[Candidate], windows: list[_Window]) -> None:
+        """Give every candidate the model's features (in place)."""
+        null = min((w.scores.null for w in windows), default=0.0)
+        ranked = _qa_spans(windows, QA_TOP_N)
+        rank = {k: r for r, k in enumerate(ranked)}
+        for cand in candidates:
+            key = (cand.document_id, cand.start, cand.end)
             scored = _score_span(windows, *key)
             if scored is None:
-                scored = (-20.0, 0.0, -20.0)
-            logit, prob, gap = scored
-            cand.features.update(
-                {
+                feats = dict(QA_UNSEEN)
+            else:
+                logit, prob, gap = scored
+                feats = {
+                    "qa_seen": 1.0,
                     "qa_logit": logit,
                     "qa_prob": prob,
                     "qa_null_gap": gap,
-                    "qa_found": 1.0 if key in rank else 0.0,
-                    "qa_rank": math.log1p(rank.get(key, QA_TOP_N)),
+                    "qa_margin": logit - null,
                 }
-            )
-            out.append(cand)
-        return out
+            feats["qa_found"] = 1.0 if key in rank else 0.0
+            feats["qa_rank"] = math.log1p(rank.get(key, QA_TOP_N))
+            cand.features.update(feats)
 
     def _candidate_for(
         self,
@@ -289,17 +302,10 @@ class TransformersReader(FittedReader):
         start: int,
         end: int,
     ) -> Candidate | None:
-        """A model span as a candidate with the heuristic's features.
-
-        None when it is junk or crosses a sentence boundary: an answer is cited with the
-        one sentence that holds it.
-        """
+        """A model span as a candidate with the span features, cited with the sentence it
+        starts in (widened to its end when the span runs on); None when it is junk."""
         sentence = next(
-            (
-                s
-                for s in evidence
-                if s.document_id == doc_id and s.span.start <= start and end <= s.span.end
-            ),
+            (s for s in evidence if s.document_id == doc_id and s.span.start <= start < s.span.end),
             None,
         )
         if sentence is None:
@@ -310,16 +316,7 @@ class TransformersReader(FittedReader):
                 for t, w in entity_types(ent.label).items():
                     types[t] = max(types.get(t, 0.0), w)
         span = SpanCandidate(start, end, types, "model")
-        return span_candidate_features(context, sentence, span, "model")
-
-    def read(self, context: ReadContext) -> list[Candidate]:
-        return calibrate(self._pool(context, with_heuristic=False), self.weights)
-
-
-class FusedReader(TransformersReader):
-    """Heuristic and QA-model candidates in one pool, ranked by one fitted model."""
-
-    name = "fused"
-
-    def read(self, context: ReadContext) -> list[Candidate]:
-        return calibrate(self._pool(context, with_heuristic=True), self.weights)
+        cand = span_candidate_features(context, sentence, span, "model")
+        if cand is not None and end > cand.sentence.end:
+            cand.sentence = Span(cand.sentence.start, end)
+        return cand
