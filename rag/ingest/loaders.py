@@ -60,13 +60,19 @@ def load_bytes(
     if not data.strip():
         raise DocumentLoadError(source, "empty file")
     if is_pdf(data):
-        loaded = load_pdf(data, source=source)
+        loaded = load_pdf(data, source=source, max_chars=max_chars)
     elif data.startswith(_ZIP_MAGIC):
         if max_zip_ratio is not None:
             check_zip_ratio(data, source=source, max_ratio=max_zip_ratio)
         loaded = _load_zip(data, source=source, suffix=suffix)
     else:
+        # Every character takes at least one byte and at most four: refuse what is surely
+        # too long before decoding it, and what is too long before parsing it.
+        if max_chars is not None and len(data) > 4 * max_chars:
+            raise DocumentLoadError(source, _too_much_text(len(data) // 4, max_chars, "at least "))
         text = decode_text(data, source=source)
+        if max_chars is not None and len(text) > max_chars:
+            raise DocumentLoadError(source, _too_much_text(len(text), max_chars))
         if looks_like_html(text):
             loaded = load_html(text)
         elif suffix in MARKDOWN_SUFFIXES:
@@ -76,12 +82,15 @@ def load_bytes(
     if not loaded.text.strip():
         raise DocumentLoadError(source, _no_text_reason(loaded.format))
     if max_chars is not None and len(loaded.text) > max_chars:
-        raise DocumentLoadError(
-            source,
-            f"too much text: {len(loaded.text):,} characters > max {max_chars:,} "
-            "(RAG_MAX_DOCUMENT_CHARS)",
-        )
+        raise DocumentLoadError(source, _too_much_text(len(loaded.text), max_chars))
     return loaded
+
+
+def _too_much_text(chars: int, max_chars: int, qualifier: str = "") -> str:
+    return (
+        f"too much text: {qualifier}{chars:,} characters > max {max_chars:,} "
+        "(RAG_MAX_DOCUMENT_CHARS)"
+    )
 
 
 def check_zip_ratio(data: bytes, *, source: str, max_ratio: float) -> None:
@@ -575,14 +584,23 @@ _PLACEHOLDER_TITLES = frozenset(
 _WORD_PREFIX = re.compile(r"^microsoft (?:word|powerpoint) - ", re.I)
 
 
-def load_pdf(data: bytes, *, source: str) -> LoadedText:
-    """Text of each page in order; ``page_starts`` marks where each page begins."""
+def load_pdf(data: bytes, *, source: str, max_chars: int | None = None) -> LoadedText:
+    """Text of each page in order; ``page_starts`` marks where each page begins.
+
+    With ``max_chars``, extraction stops as soon as the pages hold more text than that.
+    """
     from pypdf import PdfReader
 
     try:
         reader = PdfReader(io.BytesIO(data))
         _decrypt_if_needed(reader, source)
-        pages = [normalise_newlines(page.extract_text() or "") for page in reader.pages]
+        pages: list[str] = []
+        chars = 0
+        for page in reader.pages:
+            pages.append(normalise_newlines(page.extract_text() or ""))
+            chars += len(pages[-1])
+            if max_chars is not None and chars > max_chars:
+                raise DocumentLoadError(source, _too_much_text(chars, max_chars, "at least "))
         raw_title = reader.metadata.title if reader.metadata else None
     except DocumentLoadError:
         raise

@@ -29,6 +29,25 @@ def test_a_document_over_the_character_cap_is_skipped_with_the_reason(tmp_path: 
     assert load_document(path, tmp_path, max_bytes=10**8, max_chars=20_000).text
 
 
+def test_a_huge_text_file_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    path = _write(tmp_path, "huge.txt", b"The council met again. " * 200_000)  # 4.6 MB
+    with pytest.raises(DocumentLoadError, match="too much text: at least 1,150,000 characters"):
+        load_document(path, tmp_path, max_bytes=10**8, max_chars=1_000_000)
+    html = _write(tmp_path, "page.html", b"<html><body>" + b"<p>Minutes.</p>" * 1000)
+    with pytest.raises(DocumentLoadError, match="too much text: 15,012 characters"):
+        load_document(html, tmp_path, max_bytes=10**8, max_chars=10_000)  # before parsing
+
+
+def test_pdf_extraction_stops_at_the_character_cap(tmp_path: Path) -> None:
+    from test_loaders import make_pdf  # the loader tests' PDF writer
+
+    pages = [[f"Page {n}: the council agreed the plan and the budget."] * 5 for n in range(40)]
+    path = _write(tmp_path, "long.pdf", make_pdf(pages))
+    with pytest.raises(DocumentLoadError, match=r"too much text: at least [\d,]+ characters"):
+        load_document(path, tmp_path, max_bytes=10**8, max_chars=1_000)
+    assert load_document(path, tmp_path, max_bytes=10**8, max_chars=100_000).pages == 40
+
+
 def _zip_bomb(expanded: int) -> bytes:
     """A zip holding word/document.xml of ``expanded`` bytes of one repeated run."""
     buffer = io.BytesIO()
