@@ -74,15 +74,8 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         settings.ask_concurrency, settings.ask_queue, settings.ask_queue_timeout_seconds
     )
     app.state.metrics = Metrics(lambda: _live_numbers(app))
+    # Starlette runs the middleware added last first.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
-            max_age=600,
-        )
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -93,6 +86,17 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         limiter=app.state.rate_limiter,
         trusted=parse_networks(settings.trusted_proxies),
     )
+    if settings.cors_origins:
+        # Outside the limits: a refusal (429, 413) carries the CORS headers, so a page on
+        # another site sees the refusal itself and not a network error; preflights are
+        # answered here and cost no part of a client's rate limit.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
     # Outermost: every request gets an id, a log line and its metrics, refused ones too.
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     errors.install(app)

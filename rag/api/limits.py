@@ -249,8 +249,14 @@ def too_large(limit: int) -> Response:
     return error_response(413, BodyTooLargeError.code, _too_large_message(limit))
 
 
+#: Health probes come from load balancers and orchestrators, often and by design: limiting
+#: them would take a healthy service out of rotation. Everything else is limited.
+PROBES = frozenset({"/healthz", "/readyz"})
+
+
 class RateLimitMiddleware:
-    """Apply the rate limiter to every request, keyed by ``scope_client``."""
+    """Apply the rate limiter to every request but the health probes, keyed by
+    ``scope_client``."""
 
     def __init__(self, app: ASGIApp, limiter: RateLimiter, trusted: list[Network]) -> None:
         self.app = app
@@ -258,7 +264,11 @@ class RateLimitMiddleware:
         self.trusted = trusted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.limiter.per_minute > 0:
+        if (
+            scope["type"] == "http"
+            and self.limiter.per_minute > 0
+            and scope.get("path") not in PROBES
+        ):
             try:
                 self.limiter.check(scope_client(scope, self.trusted))
             except RateLimitedError as exc:

@@ -130,3 +130,22 @@ def test_past_the_gate_a_question_gets_a_fast_503_with_retry_after(
         assert client.post("/v1/ask", json={"question": QUESTION}).status_code == 200
     finally:
         app.state.ask_gate = gate  # type: ignore[attr-defined]
+
+
+def test_a_cross_origin_refusal_carries_cors_headers_and_preflights_are_free(
+    settings: Settings, heuristic_pipeline: Pipeline
+) -> None:
+    origin = "https://council.example"
+    app = create_app(
+        settings.model_copy(update={"rate_limit_per_minute": 2, "cors_origins": [origin]}),
+        pipeline=heuristic_pipeline,
+    )
+    preflight = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    with TestClient(app) as c:
+        for _ in range(5):  # answered by the CORS layer: no part of the budget
+            assert c.options("/v1/ask", headers=preflight).status_code == 200
+        statuses = [c.get("/v1/documents", headers={"Origin": origin}) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    refused = statuses[-1]
+    assert refused.headers["access-control-allow-origin"] == origin  # the page can read it
+    assert refused.json()["error"]["code"] == "rate_limited"

@@ -131,17 +131,18 @@ def test_rate_limit_keys_on_the_socket_peer_and_covers_every_route(tmp_path: Pat
     empty.mkdir()
     service = start_service("spoof", empty, tmp_path, RAG_RATE_LIMIT_PER_MINUTE="3")
     try:
-        service.wait_ready(expect_status=503, timeout=120)  # that took one request
+        service.wait_ready(expect_status=503, timeout=120)  # probes are never limited
         statuses = [
             httpx.get(
-                service.base + "/healthz", headers={"X-Forwarded-For": f"203.0.113.{n}"}
+                service.base + "/widget.js", headers={"X-Forwarded-For": f"203.0.113.{n}"}
             ).status_code
             for n in range(10)
         ]
-        assert statuses[:2] == [200, 200] and set(statuses[2:]) == {429}, statuses
+        assert statuses[:3] == [200, 200, 200] and set(statuses[3:]) == {429}, statuses
         refused = httpx.get(service.base + "/docs")
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         assert refused.json()["error"]["code"] == "rate_limited"
+        assert httpx.get(service.base + "/healthz").status_code == 200
     finally:
         service.stop()
 
@@ -160,11 +161,12 @@ def test_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
     try:
         service.wait_ready(expect_status=503, timeout=120)
         for n in range(5):  # five clients behind the proxy: each has its own budget
-            r = httpx.get(service.base + "/healthz", headers={"X-Forwarded-For": f"198.51.100.{n}"})
+            forwarded = {"X-Forwarded-For": f"198.51.100.{n}"}
+            r = httpx.get(service.base + "/widget.js", headers=forwarded)
             assert r.status_code == 200
         same = [
             httpx.get(
-                service.base + "/healthz", headers={"X-Forwarded-For": "198.51.100.99"}
+                service.base + "/widget.js", headers={"X-Forwarded-For": "198.51.100.99"}
             ).status_code
             for _ in range(3)
         ]

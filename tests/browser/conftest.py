@@ -133,7 +133,8 @@ def services(
     started = {
         "api": start_service("api", index_dir, work, RAG_RATE_LIMIT_PER_MINUTE="0", **cors),
         "xss": start_service("xss", xss_index, work, RAG_RATE_LIMIT_PER_MINUTE="0", **cors),
-        "limited": start_service("limited", xss_index, work, RAG_RATE_LIMIT_PER_MINUTE="1", **cors),
+        # Every route counts but the probes and CORS preflights: widget.js and one question.
+        "limited": start_service("limited", xss_index, work, RAG_RATE_LIMIT_PER_MINUTE="2", **cors),
         "unready": start_service("unready", work / "no-index", work, **cors),
     }
     yield started
