@@ -181,7 +181,7 @@ def external_items(manifest: dict[str, Any], per_source: int, corpus: Path) -> l
     The same split as the model's (its manifest's ``--heldout`` setting): articles the
     model never trained on. Our own evaluation questions are never part of it.
     """
-    from rag.train.data import SOURCES, load_source, split_examples
+    from rag.train.data import SOURCES, SQUAD2, load_source, split_examples
     from rag.train.train import TrainConfig, data_path, heldout_fractions
 
     hyper = manifest.get("hyperparameters", {})
@@ -197,7 +197,9 @@ def external_items(manifest: dict[str, Any], per_source: int, corpus: Path) -> l
         examples, _ = load_source(spec, data_path(cfg))
         _, held = split_examples(examples, fractions[spec.name])
         rng.shuffle(held)
-        for ex in held[:per_source]:
+        # SQuAD 2.0's held-out articles weigh 4x: the only adversarial unanswerable
+        # questions, so the calibration learns abstention from them.
+        for ex in held[: per_source * (4 if spec.name == SQUAD2 else 1)]:
             doc_id = f"{spec.name}-{hashlib.sha256(ex.context.encode()).hexdigest()[:16]}"
             path = corpus / f"{doc_id}.txt"
             if not path.exists():
@@ -230,9 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--external",
         type=int,
-        default=150,
+        default=100,
         metavar="N",
-        help="held-out training questions per source (0: dev only)",
+        help="held-out training questions per source, 4N of SQuAD 2.0 (0: dev only)",
     )
     args = parser.parse_args(argv)
     sets = args.sets or [Path("eval/dev.jsonl")]

@@ -258,8 +258,6 @@ def test_max_seq_len_beyond_model_positions_raises(tiny_model_dir: Path) -> None
 @pytest.mark.slow
 def test_committed_reader_matches_its_manifest() -> None:
     folder = ROOT / "models" / "reader"
-    if not (folder / "manifest.json").is_file():
-        pytest.skip("models/reader/ has not been trained yet")
     manifest = json.loads((folder / "manifest.json").read_text())
     on_disk = {
         p.relative_to(folder).as_posix()
@@ -273,6 +271,22 @@ def test_committed_reader_matches_its_manifest() -> None:
         assert hashlib.sha256(data).hexdigest() == meta["sha256"], name
     config = json.loads((folder / "config.json").read_text())
     assert config.get("dtype", config.get("torch_dtype")) == "float16"
+    assert (folder / "model.safetensors").stat().st_size <= 50 * 2**20
+    # Every training file: recorded relative to the project, with its hash and counts.
+    files = manifest["data"]["files"]
+    assert files
+    for record in files:
+        assert not Path(record["path"]).is_absolute(), record["path"]
+        data_file = ROOT / record["path"]
+        assert data_file.stat().st_size == record["size"], record["path"]
+        assert hashlib.sha256(data_file.read_bytes()).hexdigest() == record["sha256"]
+    for name, source in manifest["data"]["sources"].items():
+        assert source["licence"] and source["attribution"], name
+        assert source["used"] == source["train"] + source["heldout"] > 0, name
+    training = manifest["training"]
+    assert training["windows_per_second"] > 0 and training["device"] in ("cpu", "cuda")
+    assert manifest["code_commit"] and manifest["hyperparameters"]["max_seq_len"] > 0
+    assert manifest["heldout"]["fp16_saved_model"]["f1_by_source"]
     model = QAModel(str(folder))
     context = "The Rhine flows from the Swiss Alps to the North Sea."
     preds = model.predict("Where does the Rhine flow to?", [context])
