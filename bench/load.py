@@ -3,10 +3,11 @@
 Starts the real service on a free local port with the default limits (a bounded number
 of questions in flight and a short bounded queue), warms it up, then for each client
 count runs that many clients for ``--seconds``, each asking the dev and test questions
-in turn as fast as it gets answers. Reports per client count: answered requests per
-second, p50/p95/p99 latency of the admitted (200) requests, how many were refused
-with 503 ``overloaded`` and how fast those refusals came (p95), and anything else
-(which should be nothing).
+in turn as fast as it gets answers; a client told 503 waits its ``Retry-After``, as a
+well-behaved client does (``--no-backoff``: it retries at once). Reports per client
+count: answered requests per second, p50/p95/p99 latency of the admitted (200)
+requests, how many were refused with 503 ``overloaded`` and how fast those refusals
+came (p95), and anything else (which should be nothing).
 
     .venv/bin/python bench/load.py [--clients 1,8,32] [--seconds 30] [--reader fused]
         [--workers 1] [--env RAG_ASK_QUEUE=4 ...]
@@ -53,7 +54,7 @@ class LoadRun:
     other: dict[str, int]
 
 
-def run(base: str, clients: int, seconds: float, qs: list[str]) -> LoadRun:
+def run(base: str, clients: int, seconds: float, qs: list[str], *, backoff: bool) -> LoadRun:
     admitted: list[float] = []
     refused: list[float] = []
     other: Counter[str] = Counter()
@@ -71,8 +72,9 @@ def run(base: str, clients: int, seconds: float, qs: list[str]) -> LoadRun:
                     r = http.post("/v1/ask", json={"question": q})
                     status = str(r.status_code)
                     code = r.json().get("error", {}).get("code") if r.status_code != 200 else ""
+                    wait = float(r.headers.get("retry-after", 0)) if status == "503" else 0.0
                 except httpx.HTTPError as exc:
-                    status, code = type(exc).__name__, ""
+                    status, code, wait = type(exc).__name__, "", 0.0
                 ms = (time.perf_counter() - started) * 1000
                 with lock:
                     if status == "200":
@@ -81,6 +83,8 @@ def run(base: str, clients: int, seconds: float, qs: list[str]) -> LoadRun:
                         refused.append(ms)
                     else:
                         other[f"{status} {code}".strip()] += 1
+                if backoff and wait:  # as a well-behaved client does
+                    time.sleep(min(wait, max(stop - time.monotonic(), 0)))
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -117,6 +121,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--workers", type=int, default=1, help="rag serve --workers")
     parser.add_argument(
+        "--no-backoff",
+        action="store_true",
+        help="clients retry a 503 at once instead of waiting its Retry-After",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], help="RAG_X=value for the service; repeatable"
     )
     args = parser.parse_args()
@@ -139,7 +148,7 @@ def main() -> None:
                 http.post("/v1/ask", json={"question": q})
         for clients in (int(c) for c in args.clients.split(",")):
             print(f"{clients} clients for {args.seconds:g} s ...", flush=True)
-            results.append(run(base, clients, args.seconds, qs))
+            results.append(run(base, clients, args.seconds, qs, backoff=not args.no_backoff))
             print(json.dumps(asdict(results[-1])), flush=True)
     except ServiceStartError as exc:
         raise SystemExit(str(exc)) from None

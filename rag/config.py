@@ -91,9 +91,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     #: Questions answered at once, and questions waiting for a turn (503 past both).
     ask_concurrency: int = Field(default=1, ge=1, le=64)
-    ask_queue: int = Field(default=4, ge=0, le=1000)
+    ask_queue: int = Field(default=2, ge=0, le=1000)
     #: Longest wait for a turn before a 503, in seconds.
-    ask_queue_timeout_seconds: float = Field(default=2.0, gt=0)
+    ask_queue_timeout_seconds: float = Field(default=1.0, gt=0)
     #: How often the service checks `current` for a newly published index, in seconds.
     index_poll_seconds: float = Field(default=2.0, gt=0)
     #: Index versions kept on disk (the live one and the newest before it).
