@@ -208,6 +208,16 @@ def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
     return _trim(text, start, end)
 
 
+def one_line(text: str, start: int, end: int) -> tuple[int, int]:
+    """Cut a span at its first line break: cleaned text keeps line breaks only where
+    they are real (a header line, a list item, a paragraph), and an answer never runs
+    from one into the next ("M11295/16" of "CTS Reference: M11295/16\\n\\n24 October")."""
+    cut = text.find("\n", start, end)
+    if cut < 0:
+        return start, end
+    return _trim(text, start, cut)
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     """Drop spaces, stray punctuation and unpaired brackets or quotes from both ends."""
 
@@ -261,11 +271,13 @@ class ModelSource:
         """The model's own best spans, snapped to whole words, with the span features."""
         docs = context.index.documents
         keys = dict.fromkeys(
-            (doc_id, *snap_to_words(docs[doc_id].text, start, end))
+            (doc_id, *one_line(docs[doc_id].text, *snap_to_words(docs[doc_id].text, start, end)))
             for doc_id, start, end in _qa_spans(windows, QA_TOP_N)
         )
         out = []
         for doc_id, start, end in keys:
+            if start >= end:
+                continue
             cand = self._candidate_for(context, evidence, doc_id, start, end)
             if cand is not None:
                 out.append(cand)

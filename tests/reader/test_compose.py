@@ -17,7 +17,7 @@ from rag.errors import ModelLoadError
 from rag.pipeline import Pipeline, make_reader
 from rag.reader.base import ReadContext
 from rag.reader.compose import ScoredReader, neutral_weights
-from rag.reader.model_source import reading, snap_to_words
+from rag.reader.model_source import one_line, reading, snap_to_words
 from rag.reader.question import analyse
 from rag.reader.scoring import CALIBRATION_FEATURES, RANKER_FEATURES
 
@@ -127,3 +127,17 @@ def test_model_spans_snap_to_whole_words(text: str, span: str, expected: str | N
     start = text.index(span)
     s, e = snap_to_words(text, start, start + len(span))
     assert text[s:e] == (span if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "expected"),
+    [
+        ("CTS Reference: M11295/16\n\n24 October 2016", "M11295/16\n\n24", "M11295/16"),
+        ("one line only", "line only", "line only"),
+        ("Dear Lucy\nThank you", "\nThank", ""),  # nothing before the break: no span
+    ],
+)
+def test_model_spans_never_run_across_a_line_break(text: str, span: str, expected: str) -> None:
+    start = text.index(span)
+    s, e = one_line(text, start, start + len(span))
+    assert text[s:e] == expected
