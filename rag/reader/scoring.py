@@ -149,28 +149,19 @@ RANKER_FEATURES: dict[str, list[str]] = {
     "fused": [*_HEURISTIC, *_QA, "from_heuristic"],
     "transformers": [*_QA, "log_words"],
 }
+_GROUNDING = [
+    "logit",
+    "margin",
+    "window_coverage",
+    "missing_entities",
+    "missing_entities_doc",
+    "missing_numbers",
+    "cos",
+]
 #: The calibration's features per reader kind.
 CALIBRATION_FEATURES: dict[str, list[str]] = {
-    "heuristic": [
-        "logit",
-        "margin",
-        "window_coverage",
-        "missing_entities",
-        "missing_entities_doc",
-        "missing_numbers",
-        "cos",
-    ],
-    "fused": [
-        "logit",
-        "margin",
-        "window_coverage",
-        "missing_entities",
-        "missing_entities_doc",
-        "missing_numbers",
-        "cos",
-        "qa_margin",
-        "qa_null_gap",
-    ],
+    "heuristic": _GROUNDING,
+    "fused": [*_GROUNDING, "qa_margin", "qa_null_gap"],
     "transformers": ["logit", "margin", "qa_margin", "qa_null_gap"],
 }
 
