@@ -55,6 +55,7 @@ from rag.reader.scoring import (
 )
 from rag.store.builder import IndexBuilder
 from rag.store.index import Index
+from rag.train.train import git_commit
 
 #: A candidate counts as right when its F1 against a gold answer reaches this.
 POSITIVE_F1 = 0.5
@@ -122,14 +123,15 @@ def fit_ranker(
     return _fit_logistic(_matrix(rows, names), np.array(y), names, c, np.array(w))
 
 
-def top_features(ex: Example, ranker: LogisticModel) -> dict[str, float] | None:
-    """The top candidate's features with its ranker logit and margin (as the scorer)."""
+def top_of(ex: Example, ranker: LogisticModel) -> tuple[Candidate, dict[str, float]] | None:
+    """The top candidate and its features with ranker logit and margin, as the scorer
+    computes them."""
     ranked = rank(ex.candidates, ranker)
     if not ranked:
         return None
     (top, logit), rest = ranked[0], ranked[1:]
     margin = logit - rest[0][1] if rest else 5.0
-    return {**top.features, "logit": logit, "margin": margin}
+    return top, {**top.features, "logit": logit, "margin": margin}
 
 
 def fit_calibration(
@@ -142,10 +144,10 @@ def fit_calibration(
     """How likely the top candidate is right."""
     rows, y, w = [], [], []
     for ex, wt in zip(examples, weights, strict=True):
-        feats = top_features(ex, ranker)
-        if feats is None:
+        found = top_of(ex, ranker)
+        if found is None:
             continue
-        top = rank(ex.candidates, ranker)[0][0]
+        top, feats = found
         rows.append(feats)
         y.append(_right(ex.item, top))
         w.append(wt)
@@ -217,12 +219,6 @@ def external_pipeline(settings: Settings, components: Components, corpus: Path) 
     return Pipeline(ext, replace(components, index=index))
 
 
-def git_commit() -> str | None:
-    from rag.train.train import git_commit as commit
-
-    return commit()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="sets", action="append", type=Path, default=None)
@@ -267,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         "dev_weight": args.dev_weight,
         "at_threshold": {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)},
     }
-    weights = replace(weights, threshold=threshold, code_commit=git_commit(), dev_metrics=info)
+    commit = git_commit()
+    weights = replace(weights, threshold=threshold, code_commit=commit, dev_metrics=info)
     write_weights(weights, args.out)
     print(json.dumps({"section": target.section(), "threshold": threshold, **info}, indent=2))
 
