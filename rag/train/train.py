@@ -6,7 +6,7 @@ that :class:`rag.reader.qa_model.QAModel` loads: ``config.json``, ``model.safete
 the tokenizer files and ``manifest.json`` (data hashes, counts, hyperparameters,
 commit, timing, held-out scores, and the sha256 and size of every other file).
 
-Choices made for a 2-core CPU and a ~105 minute budget (measured here: fp32 forward +
+Choices made for a 2-core CPU and a ~105 minute budget (measured by bench/train_speed.py: fp32 forward +
 backward of MiniLM-L6 at batch 32 runs 18.5 windows/s at 128 tokens, 9.1 at 192 and 2.7
 at 384, so tokens, not examples, are the budget):
 
