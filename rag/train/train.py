@@ -6,9 +6,10 @@ that :class:`rag.reader.qa_model.QAModel` loads: ``config.json``, ``model.safete
 the tokenizer files and ``manifest.json`` (data hashes, counts, hyperparameters,
 commit, timing, held-out scores, and the sha256 and size of every other file).
 
-Choices made for a 2-core CPU and a ~105 minute budget (measured by bench/train_speed.py: fp32 forward +
-backward of MiniLM-L6 at batch 32 runs 18.5 windows/s at 128 tokens, 9.1 at 192 and 2.7
-at 384, so tokens, not examples, are the budget):
+Choices made for a 2-core CPU and a ~105 minute budget (measured by
+``bench/train_speed.py``: fp32 forward + backward of MiniLM-L6 at batch 32 runs 18.5
+windows/s at 128 tokens, 9.1 at 192 and 2.7 at 384, so tokens, not examples, are the
+budget):
 
 * windows of 256 tokens sharing 96: most SQuAD paragraphs fit in one, the long ones cost
   two short windows instead of one at the slow end of the curve; batches are padded only
