@@ -11,6 +11,11 @@ came (p95), and anything else (which should be nothing).
 
     .venv/bin/python bench/load.py [--clients 1,8,32] [--seconds 30] [--reader fused]
         [--workers 1] [--env RAG_ASK_QUEUE=4 ...]
+        [--config one:RAG_ASK_CONCURRENCY=1 --config four:RAG_ASK_CONCURRENCY=4 ...]
+
+With several ``--config`` the setups are measured one after another in the same run,
+for a side-by-side table (for example concurrency with and without cross-request
+batching, or two workers).
 """
 
 from __future__ import annotations
@@ -112,6 +117,56 @@ def run(base: str, clients: int, seconds: float, qs: list[str], *, backoff: bool
     )
 
 
+@dataclass(frozen=True)
+class ServiceConfig:
+    """One way of running the service: a name, its workers and its RAG_* settings."""
+
+    name: str
+    workers: int
+    env: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str, *, workers: int, env: dict[str, str]) -> ServiceConfig:
+        """``name:RAG_X=1,RAG_Y=2,workers=2`` (on top of the common --env and --workers)."""
+        name, _, rest = text.partition(":")
+        own = dict(env)
+        for item in filter(None, rest.split(",")):
+            key, _, value = item.partition("=")
+            if key == "workers":
+                workers = int(value)
+            else:
+                own[key] = value
+        return cls(name, workers, own)
+
+
+def measure(config: ServiceConfig, args: argparse.Namespace, qs: list[str]) -> list[LoadRun]:
+    """Start the service as ``config`` says, warm it up, run every client count, stop it."""
+    service = start_service(
+        f"load-{config.name}",
+        args.index,
+        args.out / "services",
+        args=("--workers", str(config.workers)),
+        RAG_READER=args.reader,
+        RAG_RATE_LIMIT_PER_MINUTE="0",
+        **config.env,
+    )
+    results = []
+    try:
+        base = service.wait_all_ready().base
+        with httpx.Client(base_url=base, timeout=60) as http:
+            for q in qs[:20]:  # warm-up
+                http.post("/v1/ask", json={"question": q})
+        for clients in (int(c) for c in args.clients.split(",")):
+            print(f"[{config.name}] {clients} clients for {args.seconds:g} s ...", flush=True)
+            results.append(run(base, clients, args.seconds, qs, backoff=not args.no_backoff))
+            print(json.dumps(asdict(results[-1])), flush=True)
+    except ServiceStartError as exc:
+        raise SystemExit(str(exc)) from None
+    finally:
+        service.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,8,32")
@@ -128,46 +183,41 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], help="RAG_X=value for the service; repeatable"
     )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="name:RAG_X=1,workers=2 -- one service setup to compare; repeatable (the "
+        "setups run one after another in this run, on the same questions)",
+    )
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
+    configs = [
+        ServiceConfig.parse(c, workers=args.workers, env=env) for c in args.config or ["default:"]
+    ]
     qs = questions()
-    service = start_service(
-        "load",
-        args.index,
-        args.out / "services",
-        args=("--workers", str(args.workers)),
-        RAG_READER=args.reader,
-        RAG_RATE_LIMIT_PER_MINUTE="0",
-        **env,
-    )
-    results = []
-    try:
-        base = service.wait_all_ready().base
-        with httpx.Client(base_url=base, timeout=60) as http:
-            for q in qs[:20]:  # warm-up
-                http.post("/v1/ask", json={"question": q})
-        for clients in (int(c) for c in args.clients.split(",")):
-            print(f"{clients} clients for {args.seconds:g} s ...", flush=True)
-            results.append(run(base, clients, args.seconds, qs, backoff=not args.no_backoff))
-            print(json.dumps(asdict(results[-1])), flush=True)
-    except ServiceStartError as exc:
-        raise SystemExit(str(exc)) from None
-    finally:
-        service.stop()
+    table = [(c, measure(c, args, qs)) for c in configs]
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = [asdict(r) for r in results]
-    (args.out / "load.json").write_text(json.dumps({"reader": args.reader, "runs": runs}))
-    print(
-        "\n| clients | answered/s | p50 ms | p95 ms | p99 ms | refused 503 | refused p95 ms "
-        "| other |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r.clients} | {r.answered_per_second} | {r.p50_ms} | {r.p95_ms} | {r.p99_ms} "
-            f"| {r.refused_503} ({r.refused_share:.0%}) | {r.refused_p95_ms} "
-            f"| {sum(r.other.values())} |"
+    (args.out / "load.json").write_text(
+        json.dumps(
+            {
+                "reader": args.reader,
+                "configs": [{**asdict(c), "runs": [asdict(r) for r in runs]} for c, runs in table],
+            }
         )
+    )
+    print(
+        "\n| setup | clients | answered/s | p50 ms | p95 ms | p99 ms | refused 503 "
+        "| refused p95 ms | other |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c, runs in table:
+        for r in runs:
+            print(
+                f"| {c.name} | {r.clients} | {r.answered_per_second} | {r.p50_ms} | {r.p95_ms} "
+                f"| {r.p99_ms} | {r.refused_503} ({r.refused_share:.0%}) | {r.refused_p95_ms} "
+                f"| {sum(r.other.values())} |"
+            )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     #: How the QA model runs: "onnx" (fp32 through ONNX Runtime), "int8" (torch with
     #: int8 linear layers) or "torch" (fp32, slowest).
     reader_runtime: Literal["onnx", "int8", "torch"] = "int8"
+    #: Concurrent questions' QA-model windows run in one model call (README "Running in
+    #: production"); only matters with ask_concurrency > 1.
+    qa_coalesce: bool = True
 
     # Retrieval
     retrieval_mode: RetrievalMode = RetrievalMode.HYBRID

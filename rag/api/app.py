@@ -30,6 +30,7 @@ from rag.api.routes import admin, ask, documents, health, view, widget
 from rag.api.state import ServiceState
 from rag.config import Settings, get_settings
 from rag.pipeline import Pipeline
+from rag.reader.model_source import ModelSource
 
 #: Swagger UI's files, from the swagger-ui-bundle-v2 package: /docs works offline.
 SWAGGER_ASSETS = "/docs-assets"
@@ -131,6 +132,8 @@ def _live_numbers(app: FastAPI) -> dict[str, object]:
     gate: AskGate = app.state.ask_gate
     limiter: RateLimiter = app.state.rate_limiter
     pipeline = state.pipeline
+    model = getattr(pipeline.components.reader, "model", None) if pipeline is not None else None
+    batches = model.qa.batcher.stats() if isinstance(model, ModelSource) else None
     return {
         "version": pipeline.index.version if pipeline is not None else None,
         "documents": len(pipeline.index.documents) if pipeline is not None else 0,
@@ -139,6 +142,8 @@ def _live_numbers(app: FastAPI) -> dict[str, object]:
         "waiting": gate.waiting,
         "overloaded": gate.rejected,
         "rate_limited": limiter.rejected,
+        "qa_batches": batches.batches if batches else 0,
+        "qa_batched_questions": batches.jobs if batches else 0,
     }
 
 

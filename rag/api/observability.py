@@ -53,6 +53,16 @@ class ServiceCollector(Collector):
         )
         yield GaugeMetricFamily("rag_ask_in_flight", "Questions being answered", now["in_flight"])
         yield GaugeMetricFamily("rag_ask_queue_depth", "Questions waiting", now["waiting"])
+        yield CounterMetricFamily(
+            "rag_qa_model_calls",
+            "QA-model calls (each may serve several questions)",
+            value=now["qa_batches"],
+        )
+        yield CounterMetricFamily(
+            "rag_qa_model_questions",
+            "Questions whose windows the QA model ran",
+            value=now["qa_batched_questions"],
+        )
         rejected = CounterMetricFamily(
             "rag_rejected_requests", "Requests refused by a limit", labels=["reason"]
         )

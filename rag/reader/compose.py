@@ -140,7 +140,11 @@ def build_reader(
             weights_path,
         )
     if model is None:
-        qa = qa_model_for(settings.reader_model, runtime=settings.reader_runtime)
+        qa = qa_model_for(
+            settings.reader_model,
+            runtime=settings.reader_runtime,
+            coalesce=settings.qa_coalesce,
+        )
         model = ModelSource(qa)
     sources: list[CandidateSource] = []
     if kind is ReaderKind.FUSED:

@@ -37,7 +37,7 @@ from rag.types import Span
 QA_TOP_N = 20
 
 
-def qa_model_for(path: str, *, runtime: str = "int8") -> QAModel:
+def qa_model_for(path: str, *, runtime: str = "int8", coalesce: bool = True) -> QAModel:
     """A QAModel with the window settings the model was trained with, when it says so."""
     trained: dict[str, int] = {}
     manifest = Path(path) / "manifest.json"
@@ -48,7 +48,7 @@ def qa_model_for(path: str, *, runtime: str = "int8") -> QAModel:
             for key in ("max_seq_len", "doc_stride", "max_answer_tokens")
             if isinstance(hyper.get(key), int)
         }
-    return QAModel(path, runtime=runtime, **trained)
+    return QAModel(path, runtime=runtime, coalesce=coalesce, **trained)
 
 
 def model_sha256(path: str) -> str | None:

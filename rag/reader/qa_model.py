@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ModelLoadError
+from rag.reader.batching import CoalescingRunner
 
 #: Questions longer than this many tokens are cut: a question never needs more, and the
 #: rest of the window is better spent on context.
@@ -35,6 +36,10 @@ MAX_QUERY_TOKENS = 64
 
 #: The smallest window that still leaves room for a question and some context.
 MIN_SEQ_LEN = 32
+
+#: Most windows one model call takes from concurrent questions (one question's windows
+#: are never split; 8 passages make about 10 windows).
+MAX_BATCH_WINDOWS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +268,7 @@ class QAModel:
         max_answer_tokens: int = 30,
         batch_size: int = 16,
         runtime: str = "torch",
+        coalesce: bool = True,
     ) -> None:
         if not isinstance(model_name_or_path, str) or not model_name_or_path.strip():
             raise ValueError("model_name_or_path must be a non-empty path or model id")
@@ -299,6 +305,12 @@ class QAModel:
         self._tokenizer: Any = None
         self._model: Any = None
         self._lock = threading.Lock()
+        #: Concurrent questions' windows run in one model call (see rag.reader.batching);
+        #: off, each question calls the model on its own, in parallel with the others.
+        self.coalesce = coalesce
+        self.batcher: CoalescingRunner[EncodedWindow, tuple[np.ndarray, np.ndarray]] = (
+            CoalescingRunner(self._run_windows, max_items=MAX_BATCH_WINDOWS)
+        )
 
     def __repr__(self) -> str:
         return (
@@ -437,9 +449,10 @@ class QAModel:
         )
         if not windows:
             return []
-        return [(w, s, e) for w, (s, e) in zip(windows, self._run(windows), strict=True)]
+        logits = self.batcher.run(windows) if self.coalesce else self._run_windows(windows)
+        return [(w, s, e) for w, (s, e) in zip(windows, logits, strict=True)]
 
-    def _run(self, windows: Sequence[EncodedWindow]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _run_windows(self, windows: Sequence[EncodedWindow]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Start/end logits of every window, in the order given."""
         import torch
 
