@@ -5,7 +5,11 @@ every question of eval/dev.jsonl and eval/test.jsonl once to warm up, then measu
 each question sequentially (server-side stage timings from ``timings_ms`` and the
 client-side round trip) and finally the requests per second with 8 concurrent clients.
 
-    .venv/bin/python bench/ask_latency.py [--readers heuristic,fused] [--out reports/bench]
+    .venv/bin/python bench/ask_latency.py [--readers heuristic,fused/onnx,fused/int8]
+        [--out reports/bench]
+
+A variant is a reader kind with an optional QA-model runtime after a slash
+(``RAG_READER_RUNTIME``); without one the service's default runtime is used.
 """
 
 from __future__ import annotations
@@ -84,9 +88,11 @@ def main() -> None:
     results = {}
     logs = args.out / "services"
     for reader in args.readers.split(","):
-        service = start_service(
-            reader, args.index, logs, RAG_READER=reader, RAG_RATE_LIMIT_PER_MINUTE="0"
-        )
+        kind, _, runtime = reader.partition("/")
+        env = {"RAG_READER": kind, "RAG_RATE_LIMIT_PER_MINUTE": "0"}
+        if runtime:
+            env["RAG_READER_RUNTIME"] = runtime
+        service = start_service(reader.replace("/", "-"), args.index, logs, **env)
         try:
             base = service.wait_ready().base
             print(f"measuring reader {reader} over {len(qs)} questions ...", flush=True)

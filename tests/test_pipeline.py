@@ -150,3 +150,29 @@ def test_an_unverifiable_candidate_is_never_returned_and_the_next_one_is(
     assert result.answer.text == "M11295/16" and result.answer.score == 0.6
     only_bad = replace(pipeline.components, reader=ListReader([wrong_text]))
     assert Pipeline(pipeline.settings, only_bad).ask("What is the CTS reference?").abstained
+
+
+@pytest.mark.slow
+def test_concurrent_questions_get_the_answers_they_get_one_at_a_time(pipeline: Pipeline) -> None:
+    """RAG_ASK_CONCURRENCY > 1: questions answered in parallel threads, their QA windows
+    batched together by the model's runner, give exactly the sequential answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = load_eval_sets([ROOT / "eval" / "dev.jsonl"])[:40]
+
+    def outcome(question: str) -> tuple[object, bool, float]:
+        result = pipeline.ask(question)
+        best = result.answer or result.rejected
+        key = None if best is None else (best.text, best.citation.start)
+        return key, result.abstained, best.score if best else 0.0
+
+    alone = [outcome(i.question) for i in items]
+    runner = pipeline.components.reader.model.qa.batcher  # type: ignore[attr-defined]
+    before = runner.stats()
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(outcome, [i.question for i in items]))
+    assert [t[:2] for t in together] == [a[:2] for a in alone]
+    for t, a in zip(together, alone, strict=True):  # padding may move the last digits
+        assert t[2] == pytest.approx(a[2], abs=1e-3)
+    after = runner.stats()
+    assert after.jobs - before.jobs == len(items)  # every question's windows went through it
