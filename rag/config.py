@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     #: int8 linear layers) or "torch" (fp32, slowest).
     reader_runtime: Literal["onnx", "int8", "torch"] = "int8"
     #: Concurrent questions' QA-model windows run in one model call (README "Running in
-    #: production"); only matters with ask_concurrency > 1.
+    #: production"); only matters with ask_concurrency > 1, and never applies to int8.
     qa_coalesce: bool = True
 
     # Retrieval

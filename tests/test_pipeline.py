@@ -174,5 +174,7 @@ def test_concurrent_questions_get_the_answers_they_get_one_at_a_time(pipeline: P
     assert [t[:2] for t in together] == [a[:2] for a in alone]
     for t, a in zip(together, alone, strict=True):  # padding may move the last digits
         assert t[2] == pytest.approx(a[2], abs=1e-3)
-    after = runner.stats()
-    assert after.jobs - before.jobs == len(items)  # every question's windows went through it
+    qa = pipeline.components.reader.model.qa  # type: ignore[attr-defined]
+    batched = runner.stats().jobs - before.jobs
+    # int8 never batches across questions (its activation scales depend on the batch).
+    assert batched == (0 if qa.runtime == "int8" else len(items))

@@ -181,3 +181,11 @@ def test_concurrent_questions_get_the_answers_they_get_alone(tiny_model_dir: Pat
         for a, b in zip(together[q], alone[q], strict=True):
             assert a.score == pytest.approx(b.score, abs=1e-3)
     assert model.batcher.stats().jobs == 16  # every call went through the runner
+
+
+def test_int8_never_batches_across_questions(tiny_model_dir: Path) -> None:
+    """Dynamic int8 quantisation scales activations by the batch: a batch mate would
+    change the answer, so the int8 runtime runs each question's windows on their own."""
+    assert not QAModel(str(tiny_model_dir), runtime="int8").coalesce
+    assert QAModel(str(tiny_model_dir), runtime="onnx").coalesce
+    assert not QAModel(str(tiny_model_dir), runtime="onnx", coalesce=False).coalesce
