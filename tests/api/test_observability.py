@@ -77,6 +77,9 @@ def test_metrics_count_requests_answers_scores_and_the_index(
     assert _metric(text, "rag_ask_queue_depth") == 0
     assert _metric(text, "rag_ask_in_flight") == 0
     assert _metric(text, "rag_rejected_requests_total", reason="overloaded") == 0
+    # The heuristic reader has no QA model: no model calls, but the series exist.
+    assert _metric(text, "rag_qa_model_calls_total") == 0
+    assert _metric(text, "rag_qa_model_questions_total") == 0
 
 
 def _ask_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
