@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     reader: ReaderKind = ReaderKind.FUSED
     reader_model: str = DEFAULT_READER_MODEL
     #: How the QA model runs: "onnx" (fp32 through ONNX Runtime), "int8" (torch with
-    #: int8 linear layers) or "torch" (fp32, slowest).
-    reader_runtime: Literal["onnx", "int8", "torch"] = "int8"
+    #: int8 linear layers: 0.08 lower answerable F1 on the SQuAD benchmark, README) or
+    #: "torch" (fp32, slowest).
+    reader_runtime: Literal["onnx", "int8", "torch"] = "onnx"
     #: Concurrent questions' QA-model windows run in one model call (README "Running in
     #: production"); only matters with ask_concurrency > 1, and never applies to int8.
     qa_coalesce: bool = True

@@ -37,7 +37,7 @@ from rag.types import Span
 QA_TOP_N = 20
 
 
-def qa_model_for(path: str, *, runtime: str = "int8", coalesce: bool = True) -> QAModel:
+def qa_model_for(path: str, *, runtime: str = "onnx", coalesce: bool = True) -> QAModel:
     """A QAModel with the window settings the model was trained with, when it says so."""
     trained: dict[str, int] = {}
     manifest = Path(path) / "manifest.json"
