@@ -89,7 +89,14 @@ def main() -> None:
     logs = args.out / "services"
     for reader in args.readers.split(","):
         kind, _, runtime = reader.partition("/")
-        env = {"RAG_READER": kind, "RAG_RATE_LIMIT_PER_MINUTE": "0"}
+        # A queue deep enough for the 8 clients: this measures latency and throughput;
+        # refusals under overload are bench/load.py's subject.
+        env = {
+            "RAG_READER": kind,
+            "RAG_RATE_LIMIT_PER_MINUTE": "0",
+            "RAG_ASK_QUEUE": "16",
+            "RAG_ASK_QUEUE_TIMEOUT_SECONDS": "60",
+        }
         if runtime:
             env["RAG_READER_RUNTIME"] = runtime
         service = start_service(reader.replace("/", "-"), args.index, logs, **env)

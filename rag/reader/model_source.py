@@ -205,7 +205,14 @@ def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
             end += 2
         else:
             break
+    # A currency sign belongs to its amount: "£1.24 million", never "1.24 million".
+    if 0 < start < len(text) and text[start].isdigit() and text[start - 1] in _CURRENCY:
+        start -= 1
     return _trim(text, start, end)
+
+
+#: Signs written straight before an amount.
+_CURRENCY = frozenset("£$€¥")
 
 
 def one_line(text: str, start: int, end: int) -> tuple[int, int]:

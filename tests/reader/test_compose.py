@@ -110,7 +110,7 @@ def test_missing_model_is_a_clear_error(settings: Settings, tmp_path: Path) -> N
     [
         ("CTS Reference: M11295/16", "M11295", "M11295/16"),  # stopped inside a reference
         ("some 1,400 children", "1", "1,400"),  # inside a number
-        ("backed by £1.24 million", "24 million", "1.24 million"),
+        ("backed by £1.24 million", "24 million", "£1.24 million"),
         ("replied on 24 Octo", "24 Oc", "24 Octo"),  # inside a word
         ("replied on 24 October now", "24 October", "24 October"),  # whole words: unchanged
         ("the Unit (CSERU) operates", "CSERU", "CSERU"),  # brackets stay out
@@ -121,6 +121,9 @@ def test_missing_model_is_a_clear_error(settings: Settings, tmp_path: Path) -> N
         ("flow of 1,000 m3/s (35,000 cu ft/s) here", "1,000 m3/s (35,000 cu ft/s)", None),
         ("called “Rhine Gutter”) here", "Rhine Gutter”)", "Rhine Gutter"),
         ("named Rotherham, Cllr Lakin said", ", Cllr Lakin", "Cllr Lakin"),
+        ("backed by £1.24 million of funding", "1.24 million", "£1.24 million"),  # currency
+        ("costs $40 each", "$40", "$40"),
+        ("page 12 of 40", "12", "12"),  # no sign: unchanged
     ],
 )
 def test_model_spans_snap_to_whole_words(text: str, span: str, expected: str | None) -> None:
