@@ -233,7 +233,12 @@ def candidates(
                     types[T.ROLE] = 0.8
                 if _PERSON_TITLE.search(surface):
                     types[T.PERSON] = 0.5
-            raw.append(SpanCandidate(ent.start, ent.end, types, "entity"))
+            start = ent.start
+            # spaCy leaves the sign out of a MONEY entity ("1.24 million" of "£1.24
+            # million"); the sign belongs to the amount.
+            if start > sentence.start and text[start - 1] in "£$€¥" and text[start].isdigit():
+                start -= 1
+            raw.append(SpanCandidate(start, ent.end, types, "entity"))
     body = text[sentence.start : sentence.end]
     for pattern, types in _PATTERNS:
         for match in pattern.finditer(body):
