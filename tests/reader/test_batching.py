@@ -164,25 +164,6 @@ def test_windows_run_together_give_the_logits_they_give_alone(tiny_model_dir: Pa
         np.testing.assert_allclose(e1[:n], e2[:n], atol=1e-4)
 
 
-def test_concurrent_questions_get_the_answers_they_get_alone(tiny_model_dir: Path) -> None:
-    model = QAModel(str(tiny_model_dir), max_seq_len=64, doc_stride=16, max_answer_tokens=5)
-    questions = [f"Question number {i} about the river?" for i in range(8)]
-    alone = {q: model.predict(q, CONTEXTS, top_n=3) for q in questions}
-    with ThreadPoolExecutor(8) as pool:
-        together = dict(
-            zip(
-                questions, pool.map(lambda q: model.predict(q, CONTEXTS, 3), questions), strict=True
-            )
-        )
-    for q in questions:
-        # A random tiny model has near-tied spans whose order float noise may swap, so
-        # the scores are compared, best first, not the spans' positions.
-        assert [p.score for p in together[q]] == pytest.approx(
-            [p.score for p in alone[q]], abs=1e-3
-        )
-    assert model.batcher.stats().jobs == 16  # every call went through the runner
-
-
 def test_int8_never_batches_across_questions(tiny_model_dir: Path) -> None:
     """Dynamic int8 quantisation scales activations by the batch: a batch mate would
     change the answer, so the int8 runtime runs each question's windows on their own."""
