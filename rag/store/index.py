@@ -1,4 +1,8 @@
-"""A loaded index: documents, chunks, annotations, dense and lexical search."""
+"""A loaded index: documents, chunks, annotations, dense and lexical search.
+
+The chunk vectors live only in the FAISS index (``rag.store.dense``); the sentence
+vectors are memory-mapped, so only the rows a question reads are paged in.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import faiss
 import numpy as np
 
 from rag.errors import IndexCorruptError, IndexNotFoundError, UnknownDocumentError
+from rag.store import dense as dense_index
 from rag.store.files import read_jsonl
 from rag.store.layout import resolve_version
 from rag.store.manifest import Manifest, check_compatible, read_manifest, verify_files
@@ -22,7 +27,6 @@ log = logging.getLogger(__name__)
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
 ANNOTATIONS = "annotations.jsonl"
-VECTORS = "vectors.npy"
 SENTENCE_VECTORS = "sentence_vectors.npy"
 DENSE = "dense.faiss"
 LEXICAL = "lexical"
@@ -40,11 +44,12 @@ class Hit(NamedTuple):
 
 @dataclass(slots=True)
 class IndexData:
-    """Everything an index holds, in memory; what the builder writes and the loader reads."""
+    """Everything an index holds, in memory: what the builder writes and reads back."""
 
     documents: list[Document]
     chunks: list[Chunk]
     annotations: list[Annotations]
+    #: One row per chunk; on disk only inside the dense index.
     vectors: np.ndarray
     #: One row per annotated sentence, documents in order, sentences in order.
     sentence_vectors: np.ndarray
@@ -64,24 +69,28 @@ class Index:
         self,
         path: Path,
         manifest: Manifest,
-        data: IndexData,
+        records: _Records,
         dense: faiss.Index,
         lexical: bm25s.BM25,
+        *,
+        nprobe: int | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
-        self.documents = {d.id: d for d in data.documents}
-        self.chunks = data.chunks
-        self.annotations = {a.document_id: a for a in data.annotations}
-        self.vectors = data.vectors
-        self.sentence_vectors = data.sentence_vectors
+        self.documents = {d.id: d for d in records.documents}
+        self.chunks = records.chunks
+        self.annotations = {a.document_id: a for a in records.annotations}
+        self.sentence_vectors = records.sentence_vectors
         #: First row in ``sentence_vectors`` of each document's sentences.
         self.sentence_row0: dict[str, int] = {}
         row = 0
-        for ann in data.annotations:
+        for ann in records.annotations:
             self.sentence_row0[ann.document_id] = row
             row += len(ann.sentences)
         self._dense = dense
+        self.dense_info = dense_index.info_of(dense, manifest.dense.get("trained_on", 0))
+        #: IVF cells searched per question (None: the value stored with the index).
+        self.nprobe = nprobe
         self._lexical = lexical
         self._vocab: dict[str, int] = dict(lexical.vocab_dict)
         self._indptr = np.asarray(lexical.scores["indptr"])
@@ -92,7 +101,9 @@ class Index:
     # -- loading -----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, index_dir: Path, *, embedding_model: str | None = None) -> Index:
+    def load(
+        cls, index_dir: Path, *, embedding_model: str | None = None, nprobe: int | None = None
+    ) -> Index:
         """Load and verify one version: manifest, format, model, checksums, consistency.
 
         ``current`` is resolved once and every file is read from that version folder, so
@@ -102,7 +113,7 @@ class Index:
         for attempt in range(_LOAD_ATTEMPTS):
             folder = resolve_version(index_dir)
             try:
-                return cls._load_version(folder, embedding_model)
+                return cls._load_version(folder, embedding_model, nprobe)
             except (IndexCorruptError, IndexNotFoundError):
                 if attempt + 1 < _LOAD_ATTEMPTS and resolve_version(index_dir) != folder:
                     log.info("index version %s was replaced while loading; retrying", folder)
@@ -111,28 +122,34 @@ class Index:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @classmethod
-    def _load_version(cls, folder: Path, embedding_model: str | None) -> Index:
+    def _load_version(cls, folder: Path, embedding_model: str | None, nprobe: int | None) -> Index:
         manifest = read_manifest(folder)
         check_compatible(manifest, embedding_model)
         verify_files(folder, manifest)
         try:
-            data = read_data(folder)
-            dense = faiss.read_index(str(folder / DENSE))
+            records = read_records(folder)
+            dense = read_dense(folder)
             lexical = bm25s.BM25.load(str(folder / LEXICAL), load_corpus=False, mmap=False)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise IndexCorruptError(f"cannot read index at {folder}: {exc}") from exc
-        n = len(data.chunks)
-        if dense.ntotal != n or data.vectors.shape[0] != n:
+        n = len(records.chunks)
+        if dense.ntotal != n:
             raise IndexCorruptError(
                 f"index at {folder} is inconsistent: {n} chunks, {dense.ntotal} dense vectors"
             )
-        n_sent = sum(len(a.sentences) for a in data.annotations)
-        if data.sentence_vectors.shape[0] != n_sent:
+        n_sent = sum(len(a.sentences) for a in records.annotations)
+        if records.sentence_vectors.shape[0] != n_sent:
             raise IndexCorruptError(f"index at {folder} is inconsistent: sentence vectors")
-        if data.vectors.shape[1] != manifest.embedding["dimension"]:
+        if dense.d != manifest.embedding["dimension"]:
             raise IndexCorruptError(f"index at {folder}: vector dimension differs from manifest")
-        log.info("loaded index %s: %d documents, %d chunks", folder, len(data.documents), n)
-        return cls(folder, manifest, data, dense, lexical)
+        log.info(
+            "loaded index %s: %d documents, %d chunks, %s dense index",
+            folder,
+            len(records.documents),
+            n,
+            dense_index.info_of(dense).kind,
+        )
+        return cls(folder, manifest, records, dense, lexical, nprobe=nprobe)
 
     @property
     def version(self) -> str:
@@ -168,12 +185,8 @@ class Index:
         if k <= 0 or not self.chunks or (allowed is not None and allowed.size == 0):
             return []
         k = min(k, len(self.chunks) if allowed is None else int(allowed.size))
-        params = None
-        if allowed is not None:
-            params = faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(allowed)
-        scores, rows = self._dense.search(query.reshape(1, -1).astype(np.float32), k, params=params)
-        return [Hit(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+        scores, rows = dense_index.search(self._dense, query, k, allowed, self.nprobe)
+        return [Hit(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0]
 
     def lexical_search(
         self, query_terms: list[str], k: int, allowed: np.ndarray | None = None
@@ -194,11 +207,38 @@ class Index:
         return [Hit(int(r), float(scores[r])) for r in order]
 
 
-def read_data(folder: Path) -> IndexData:
+@dataclass(slots=True)
+class _Records:
+    """What a served index reads of a version: no chunk vectors (FAISS holds them)."""
+
+    documents: list[Document]
+    chunks: list[Chunk]
+    annotations: list[Annotations]
+    #: Memory-mapped: read-only, paged in row by row as questions read them.
+    sentence_vectors: np.ndarray
+
+
+def read_records(folder: Path) -> _Records:
     """Read the plain data files of an index version (no model objects)."""
-    documents = [Document.from_dict(row) for row in read_jsonl(folder / DOCUMENTS)]
-    chunks = [Chunk.from_dict(row) for row in read_jsonl(folder / CHUNKS)]
-    annotations = [Annotations.from_dict(row) for row in read_jsonl(folder / ANNOTATIONS)]
-    vectors = np.load(folder / VECTORS, allow_pickle=False)
-    sentence_vectors = np.load(folder / SENTENCE_VECTORS, allow_pickle=False)
-    return IndexData(documents, chunks, annotations, vectors, sentence_vectors)
+    return _Records(
+        documents=[Document.from_dict(row) for row in read_jsonl(folder / DOCUMENTS)],
+        chunks=[Chunk.from_dict(row) for row in read_jsonl(folder / CHUNKS)],
+        annotations=[Annotations.from_dict(row) for row in read_jsonl(folder / ANNOTATIONS)],
+        sentence_vectors=np.load(folder / SENTENCE_VECTORS, mmap_mode="r", allow_pickle=False),
+    )
+
+
+def read_dense(folder: Path) -> faiss.Index:
+    """The dense index of a version: the one copy of its chunk vectors."""
+    return faiss.read_index(str(folder / DENSE))
+
+
+def read_data(folder: Path, dense: faiss.Index) -> IndexData:
+    """A version's data with its chunk vectors read back from ``dense`` (for the builder)."""
+    records = read_records(folder)
+    vectors = dense_index.vectors_of(dense)
+    if vectors.shape[0] != len(records.chunks):
+        raise IndexCorruptError(f"index at {folder} is inconsistent: chunks and dense vectors")
+    return IndexData(
+        records.documents, records.chunks, records.annotations, vectors, records.sentence_vectors
+    )

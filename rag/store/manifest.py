@@ -11,8 +11,10 @@ from rag.errors import IndexCorruptError, IndexIncompatibleError, IndexNotFoundE
 from rag.store.files import sha256_file, write_json
 from rag.store.layout import MANIFEST
 
-#: Bump when the layout or meaning of any index file changes.
-FORMAT_VERSION = 1
+#: Bump when the layout or meaning of any index file changes. 2: the chunk vectors are
+#: stored once, inside ``dense.faiss`` (no ``vectors.npy``), whose type the manifest's
+#: ``dense`` section records.
+FORMAT_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class Manifest:
     skipped: list[dict[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The dense index's type and parameters (``rag.store.dense.DenseInfo``).
+    dense: dict[str, Any] = field(default_factory=dict)
 
     @property
     def embedding_model(self) -> str:
