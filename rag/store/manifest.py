@@ -90,9 +90,16 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
     """Refuse an index whose files are missing, truncated or altered since it was built."""
     for name, expected in manifest.files.items():
         path = folder / name
-        if not path.exists():
-            raise IndexCorruptError(f"index file missing: {path}; rebuild with `rag index`")
-        if path.stat().st_size != expected["size"] or sha256_file(path) != expected["sha256"]:
+        try:
+            matches = (
+                path.stat().st_size == expected["size"] and sha256_file(path) == expected["sha256"]
+            )
+        except FileNotFoundError:
+            # Also a version retired by a newer publish while it is read: Index.load retries.
+            raise IndexCorruptError(
+                f"index file missing: {path}; rebuild with `rag index`"
+            ) from None
+        if not matches:
             raise IndexCorruptError(
                 f"index file {path} does not match its checksum in the manifest "
                 "(altered or truncated); rebuild with `rag index`"
