@@ -40,12 +40,9 @@ from rag.store.dense import (
     build_dense,
     update_dense,
 )
-from rag.store.files import fsync_path, sha256_bytes, sha256_file, write_jsonl
+from rag.store.files import fsync_path, sha256_bytes, sha256_file
 from rag.store.index import (
-    ANNOTATIONS,
-    CHUNKS,
     DENSE,
-    DOCUMENTS,
     LEXICAL,
     SENTENCE_VECTORS,
     IndexData,
@@ -54,6 +51,7 @@ from rag.store.index import (
 )
 from rag.store.layout import current_version, new_version_dir, publish, remove_stale
 from rag.store.manifest import FORMAT_VERSION, Manifest, SourceFile, read_manifest, verify_files
+from rag.store.records import RECORDS, write_records
 from rag.types import Annotations, Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -510,16 +508,14 @@ class IndexBuilder:
         *,
         started: float,
     ) -> None:
-        write_jsonl(folder / DOCUMENTS, (d.to_dict() for d in data.documents))
-        write_jsonl(folder / CHUNKS, (c.to_dict() for c in data.chunks))
-        write_jsonl(folder / ANNOTATIONS, (a.to_dict() for a in data.annotations))
+        write_records(folder / RECORDS, data.documents, data.chunks, data.annotations)
         np.save(folder / SENTENCE_VECTORS, data.sentence_vectors, allow_pickle=False)
         faiss.write_index(dense, str(folder / DENSE))
         lexical = bm25s.BM25()
         corpus_terms = [terms(c.text) or [""] for c in data.chunks]
         lexical.index(corpus_terms or [[""]], show_progress=False)
         lexical.save(str(folder / LEXICAL), allow_pickle=False)
-        names = [DOCUMENTS, CHUNKS, ANNOTATIONS, SENTENCE_VECTORS, DENSE]
+        names = [RECORDS, SENTENCE_VECTORS, DENSE]
         names += sorted(
             p.relative_to(folder).as_posix() for p in (folder / LEXICAL).rglob("*") if p.is_file()
         )

@@ -1,12 +1,16 @@
 """A loaded index: documents, chunks, annotations, dense and lexical search.
 
-The chunk vectors live only in the FAISS index (``rag.store.dense``); the sentence
-vectors are memory-mapped, so only the rows a question reads are paged in.
+What a question does not need stays on disk: documents, chunks and annotations in
+``records.sqlite``, read per retrieved chunk (``rag.store.records``); the chunk vectors
+only in the FAISS index (``rag.store.dense``); the sentence vectors memory-mapped, so
+only the rows a question reads are paged in.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -17,16 +21,13 @@ import numpy as np
 
 from rag.errors import IndexCorruptError, IndexNotFoundError, UnknownDocumentError
 from rag.store import dense as dense_index
-from rag.store.files import read_jsonl
 from rag.store.layout import resolve_version
 from rag.store.manifest import Manifest, check_compatible, read_manifest, verify_files
+from rag.store.records import RECORDS, CatalogEntry, RecordStore, read_all
 from rag.types import Annotations, Chunk, Document
 
 log = logging.getLogger(__name__)
 
-DOCUMENTS = "documents.jsonl"
-CHUNKS = "chunks.jsonl"
-ANNOTATIONS = "annotations.jsonl"
 SENTENCE_VECTORS = "sentence_vectors.npy"
 DENSE = "dense.faiss"
 LEXICAL = "lexical"
@@ -69,7 +70,8 @@ class Index:
         self,
         path: Path,
         manifest: Manifest,
-        records: _Records,
+        records: RecordStore,
+        sentence_vectors: np.ndarray,
         dense: faiss.Index,
         lexical: bm25s.BM25,
         *,
@@ -77,16 +79,21 @@ class Index:
     ) -> None:
         self.path = path
         self.manifest = manifest
-        self.documents = {d.id: d for d in records.documents}
-        self.chunks = records.chunks
-        self.annotations = {a.document_id: a for a in records.annotations}
-        self.sentence_vectors = records.sentence_vectors
+        self._records = records
+        #: Read-only mappings and sequence over records on disk (``rag.store.records``).
+        self.documents: Mapping[str, Document] = records.documents
+        self.chunks: Sequence[Chunk] = records.chunks
+        self.annotations: Mapping[str, Annotations] = records.annotations
+        self.sentence_vectors = sentence_vectors
+        self._catalog: dict[str, CatalogEntry] = records.catalog
         #: First row in ``sentence_vectors`` of each document's sentences.
-        self.sentence_row0: dict[str, int] = {}
-        row = 0
-        for ann in records.annotations:
-            self.sentence_row0[ann.document_id] = row
-            row += len(ann.sentences)
+        self.sentence_row0: dict[str, int] = {
+            doc_id: entry.sentence_row0 for doc_id, entry in self._catalog.items()
+        }
+        #: Each document's date (filters read these, never the documents).
+        self.document_dates: dict[str, str | None] = {
+            doc_id: entry.date for doc_id, entry in self._catalog.items()
+        }
         self._dense = dense
         self.dense_info = dense_index.info_of(dense, manifest.dense.get("trained_on", 0))
         #: IVF cells searched per question (None: the value stored with the index).
@@ -94,9 +101,6 @@ class Index:
         self._lexical = lexical
         self._vocab: dict[str, int] = dict(lexical.vocab_dict)
         self._indptr = np.asarray(lexical.scores["indptr"])
-        self._rows_by_document: dict[str, list[int]] = {}
-        for row, chunk in enumerate(self.chunks):
-            self._rows_by_document.setdefault(chunk.document_id, []).append(row)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -127,18 +131,18 @@ class Index:
         check_compatible(manifest, embedding_model)
         verify_files(folder, manifest)
         try:
-            records = read_records(folder)
+            records = RecordStore(folder / RECORDS)
+            sentence_vectors = read_sentence_vectors(folder)
             dense = read_dense(folder)
             lexical = bm25s.BM25.load(str(folder / LEXICAL), load_corpus=False, mmap=False)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as exc:
             raise IndexCorruptError(f"cannot read index at {folder}: {exc}") from exc
         n = len(records.chunks)
         if dense.ntotal != n:
             raise IndexCorruptError(
                 f"index at {folder} is inconsistent: {n} chunks, {dense.ntotal} dense vectors"
             )
-        n_sent = sum(len(a.sentences) for a in records.annotations)
-        if records.sentence_vectors.shape[0] != n_sent:
+        if sentence_vectors.shape[0] != records.sentence_count:
             raise IndexCorruptError(f"index at {folder} is inconsistent: sentence vectors")
         if dense.d != manifest.embedding["dimension"]:
             raise IndexCorruptError(f"index at {folder}: vector dimension differs from manifest")
@@ -149,7 +153,7 @@ class Index:
             n,
             dense_index.info_of(dense).kind,
         )
-        return cls(folder, manifest, records, dense, lexical, nprobe=nprobe)
+        return cls(folder, manifest, records, sentence_vectors, dense, lexical, nprobe=nprobe)
 
     @property
     def version(self) -> str:
@@ -172,9 +176,19 @@ class Index:
         return int(self._indptr[term_id + 1] - self._indptr[term_id])
 
     def rows_of(self, document_ids: list[str]) -> np.ndarray:
-        """Chunk rows of the given documents (for filtered search)."""
-        rows = [r for d in document_ids for r in self._rows_by_document.get(d, [])]
-        return np.array(sorted(rows), dtype=np.int64)
+        """Chunk rows of the given documents (for filtered search), in O(rows returned).
+
+        A document's chunks are contiguous rows (the builder writes them so), so each
+        document contributes one range.
+        """
+        ranges = [
+            np.arange(e.chunk_row0, e.chunk_row0 + e.chunk_count, dtype=np.int64)
+            for e in (self._catalog.get(d) for d in dict.fromkeys(document_ids))
+            if e is not None and e.chunk_count
+        ]
+        if not ranges:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(np.concatenate(ranges))
 
     # -- search ------------------------------------------------------------------------
 
@@ -207,25 +221,9 @@ class Index:
         return [Hit(int(r), float(scores[r])) for r in order]
 
 
-@dataclass(slots=True)
-class _Records:
-    """What a served index reads of a version: no chunk vectors (FAISS holds them)."""
-
-    documents: list[Document]
-    chunks: list[Chunk]
-    annotations: list[Annotations]
-    #: Memory-mapped: read-only, paged in row by row as questions read them.
-    sentence_vectors: np.ndarray
-
-
-def read_records(folder: Path) -> _Records:
-    """Read the plain data files of an index version (no model objects)."""
-    return _Records(
-        documents=[Document.from_dict(row) for row in read_jsonl(folder / DOCUMENTS)],
-        chunks=[Chunk.from_dict(row) for row in read_jsonl(folder / CHUNKS)],
-        annotations=[Annotations.from_dict(row) for row in read_jsonl(folder / ANNOTATIONS)],
-        sentence_vectors=np.load(folder / SENTENCE_VECTORS, mmap_mode="r", allow_pickle=False),
-    )
+def read_sentence_vectors(folder: Path) -> np.ndarray:
+    """Memory-mapped, read-only: paged in row by row as questions read them."""
+    return np.load(folder / SENTENCE_VECTORS, mmap_mode="r", allow_pickle=False)
 
 
 def read_dense(folder: Path) -> faiss.Index:
@@ -235,10 +233,11 @@ def read_dense(folder: Path) -> faiss.Index:
 
 def read_data(folder: Path, dense: faiss.Index) -> IndexData:
     """A version's data with its chunk vectors read back from ``dense`` (for the builder)."""
-    records = read_records(folder)
+    try:
+        documents, chunks, annotations = read_all(folder / RECORDS)
+    except sqlite3.Error as exc:
+        raise IndexCorruptError(f"cannot read {folder / RECORDS}: {exc}") from exc
     vectors = dense_index.vectors_of(dense)
-    if vectors.shape[0] != len(records.chunks):
+    if vectors.shape[0] != len(chunks):
         raise IndexCorruptError(f"index at {folder} is inconsistent: chunks and dense vectors")
-    return IndexData(
-        records.documents, records.chunks, records.annotations, vectors, records.sentence_vectors
-    )
+    return IndexData(documents, chunks, annotations, vectors, read_sentence_vectors(folder))

@@ -13,7 +13,8 @@ from rag.store.layout import MANIFEST
 
 #: Bump when the layout or meaning of any index file changes. 2: the chunk vectors are
 #: stored once, inside ``dense.faiss`` (no ``vectors.npy``), whose type the manifest's
-#: ``dense`` section records.
+#: ``dense`` section records; documents, chunks and annotations in ``records.sqlite``
+#: (no JSON Lines).
 FORMAT_VERSION = 2
 
 
