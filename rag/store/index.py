@@ -134,7 +134,7 @@ class Index:
             records = RecordStore(folder / RECORDS)
             sentence_vectors = read_sentence_vectors(folder)
             dense = read_dense(folder)
-            lexical = bm25s.BM25.load(str(folder / LEXICAL), load_corpus=False, mmap=False)
+            lexical = bm25s.BM25.load(str(folder / LEXICAL), load_corpus=False, mmap=True)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as exc:
             raise IndexCorruptError(f"cannot read index at {folder}: {exc}") from exc
         n = len(records.chunks)
@@ -205,20 +205,49 @@ class Index:
     def lexical_search(
         self, query_terms: list[str], k: int, allowed: np.ndarray | None = None
     ) -> list[Hit]:
-        """Top ``k`` chunks by BM25 over stemmed terms; chunks that share no term are left out."""
+        """Top ``k`` chunks by BM25 over stemmed terms; chunks that share no term are left out.
+
+        Only the postings of the question's terms are read (``_term_scores``), never a
+        score per chunk of the collection, and a filter intersects those postings with
+        the allowed rows instead of masking the whole collection.
+        """
         if k <= 0 or not self.chunks or not query_terms:
             return []
-        scores = self._lexical.get_scores(query_terms)
+        rows, scores = self._term_scores(query_terms)
         if allowed is not None:
-            mask = np.zeros_like(scores)
-            mask[allowed] = 1.0
-            scores = scores * mask
-        candidates = np.flatnonzero(scores > 0)
-        if candidates.size > k:
-            top = np.argpartition(-scores[candidates], k - 1)[:k]
-            candidates = candidates[top]
-        order = candidates[np.argsort(-scores[candidates], kind="stable")]
-        return [Hit(int(r), float(scores[r])) for r in order]
+            keep = np.isin(rows, allowed, assume_unique=True)
+            rows, scores = rows[keep], scores[keep]
+        positive = scores > 0
+        rows, scores = rows[positive], scores[positive]
+        if rows.size > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            rows, scores = rows[top], scores[top]
+        order = np.argsort(-scores, kind="stable")
+        return [Hit(int(rows[i]), float(scores[i])) for i in order]
+
+    def _term_scores(self, query_terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of every chunk holding a query term: its rows (ascending) and scores.
+
+        The same float32 sums, in the same order, as ``bm25s.BM25.get_scores`` (a repeated
+        term counts again), so rankings are identical to scoring every chunk.
+        """
+        if self._lexical.nonoccurrence_array is not None:  # a variant scoring every chunk
+            full = self._lexical.get_scores(query_terms)
+            return np.arange(full.size), full
+        term_ids = [self._vocab[t] for t in query_terms if t in self._vocab]
+        data, indices = self._lexical.scores["data"], self._lexical.scores["indices"]
+        postings = [
+            (int(self._indptr[t]), int(self._indptr[t + 1]))
+            for t in term_ids
+            if self._indptr[t + 1] > self._indptr[t]
+        ]
+        if not postings:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        rows = np.unique(np.concatenate([indices[a:b] for a, b in postings]))
+        scores = np.zeros(rows.size, dtype=np.dtype(self._lexical.dtype))
+        for a, b in postings:
+            np.add.at(scores, np.searchsorted(rows, indices[a:b]), data[a:b])
+        return rows, scores
 
 
 def read_sentence_vectors(folder: Path) -> np.ndarray:
