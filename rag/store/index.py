@@ -20,7 +20,9 @@ import faiss
 import numpy as np
 
 from rag.errors import IndexCorruptError, IndexNotFoundError, UnknownDocumentError
+from rag.filters import Filters
 from rag.store import dense as dense_index
+from rag.store.catalog import DocumentCatalog, DocumentRows
 from rag.store.layout import resolve_version
 from rag.store.manifest import Manifest, check_compatible, read_manifest, verify_files
 from rag.store.records import RECORDS, CatalogEntry, RecordStore, read_all
@@ -94,6 +96,13 @@ class Index:
         self.document_dates: dict[str, str | None] = {
             doc_id: entry.date for doc_id, entry in self._catalog.items()
         }
+        #: Filters as array operations over the documents (``rag.store.catalog``).
+        self.document_catalog = DocumentCatalog(
+            {
+                doc_id: DocumentRows(entry.chunk_row0, entry.chunk_count, entry.date)
+                for doc_id, entry in self._catalog.items()
+            }
+        )
         self._dense = dense
         self.dense_info = dense_index.info_of(dense, manifest.dense.get("trained_on", 0))
         #: IVF cells searched per question (None: the value stored with the index).
@@ -176,19 +185,14 @@ class Index:
         return int(self._indptr[term_id + 1] - self._indptr[term_id])
 
     def rows_of(self, document_ids: list[str]) -> np.ndarray:
-        """Chunk rows of the given documents (for filtered search), in O(rows returned).
+        """Chunk rows of the given documents (unknown ids have none), in O(rows returned)."""
+        catalog = self.document_catalog
+        positions = [catalog.position[d] for d in document_ids if d in catalog.position]
+        return catalog.rows(np.array(positions, dtype=np.int64))
 
-        A document's chunks are contiguous rows (the builder writes them so), so each
-        document contributes one range.
-        """
-        ranges = [
-            np.arange(e.chunk_row0, e.chunk_row0 + e.chunk_count, dtype=np.int64)
-            for e in (self._catalog.get(d) for d in dict.fromkeys(document_ids))
-            if e is not None and e.chunk_count
-        ]
-        if not ranges:
-            return np.zeros(0, dtype=np.int64)
-        return np.sort(np.concatenate(ranges))
+    def allowed_rows(self, filters: Filters) -> np.ndarray:
+        """Chunk rows a filter allows; an unknown document id raises UnknownDocumentError."""
+        return self.document_catalog.allowed_rows(filters)
 
     # -- search ------------------------------------------------------------------------
 
