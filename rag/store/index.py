@@ -213,13 +213,18 @@ class Index:
 
         Only the postings of the question's terms are read (``_term_scores``), never a
         score per chunk of the collection, and a filter intersects those postings with
-        the allowed rows instead of masking the whole collection.
+        the allowed rows (ascending, as ``allowed_rows`` gives them) instead of masking
+        the whole collection.
         """
         if k <= 0 or not self.chunks or not query_terms:
             return []
         rows, scores = self._term_scores(query_terms)
-        if allowed is not None:
-            keep = np.isin(rows, allowed, assume_unique=True)
+        if allowed is not None and rows.size:
+            if allowed.size == 0:
+                return []
+            # ``allowed`` is ascending (``allowed_rows``): O(postings · log allowed).
+            at = np.minimum(np.searchsorted(allowed, rows), allowed.size - 1)
+            keep = allowed[at] == rows
             rows, scores = rows[keep], scores[keep]
         positive = scores > 0
         rows, scores = rows[positive], scores[positive]

@@ -45,11 +45,12 @@ def test_postings_only_bm25_equals_scoring_every_chunk(index_dir: Path) -> None:
     reference = bm25s.BM25.load(str(resolve_version(index_dir) / LEXICAL), load_corpus=False)
     queries = [terms(q) for q in QUESTIONS]
     queries += [terms(" ".join(c.text.split()[:12])) for c in index.chunks]
-    one_document = index.rows_of([next(iter(index.documents))])
+    ids = list(index.documents)
+    filters = [None, index.rows_of(ids[:1]), index.rows_of(ids[1:4]), np.zeros(0, np.int64)]
     found_any = False
     for query_terms in queries:
         for k in (1, 5, 50):
-            for allowed in (None, one_document):
+            for allowed in filters:
                 expected = _every_chunk_scored(reference, query_terms, k, allowed)
                 assert index.lexical_search(query_terms, k, allowed) == expected
                 found_any = found_any or bool(expected)
