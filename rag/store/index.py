@@ -187,7 +187,9 @@ class Index:
     def rows_of(self, document_ids: list[str]) -> np.ndarray:
         """Chunk rows of the given documents (unknown ids have none), in O(rows returned)."""
         catalog = self.document_catalog
-        positions = [catalog.position[d] for d in document_ids if d in catalog.position]
+        positions = [
+            catalog.position[d] for d in dict.fromkeys(document_ids) if d in catalog.position
+        ]
         return catalog.rows(np.array(positions, dtype=np.int64))
 
     def allowed_rows(self, filters: Filters) -> np.ndarray:

@@ -89,3 +89,4 @@ def test_the_served_index_reads_the_letters_from_disk(index_dir: Path) -> None:
         r for r, c in enumerate(chunks) if c.document_id in both
     )
     assert index.rows_of(["no-such-document"]).size == 0
+    assert index.rows_of(both + both).tolist() == index.rows_of(both).tolist()
