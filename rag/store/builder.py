@@ -272,7 +272,11 @@ class IndexBuilder:
 
         files = discover(corpus_dir)
         hashes = self._hash(corpus_dir, files, report, progress=progress)
-        if previous is not None and self._unchanged(previous.manifest, hashes):
+        if (
+            previous is not None
+            and self._unchanged(previous.manifest, hashes)
+            and self._dense_current(previous.dense_info)
+        ):
             report.up_to_date = True
             report.path = current_version(index_dir) or index_dir
             report.documents = len(previous.data.documents)
@@ -366,6 +370,17 @@ class IndexBuilder:
                 reason = f"cannot read file (removed during the build?): {exc.strerror or exc}"
                 _skip(report, rel, reason)
         return hashes
+
+    def _dense_current(self, info: DenseInfo) -> bool:
+        """The live dense index is of the type (and cells) the settings ask for its size.
+
+        Otherwise an unchanged corpus is still rebuilt (embedding nothing), so that a
+        changed ``RAG_DENSE_INDEX`` or ``RAG_DENSE_NLIST`` takes effect on the next build.
+        """
+        wanted = self.dense.kind_for(info.ntotal)
+        if wanted.value != info.kind:
+            return False
+        return wanted is DenseKind.FLAT or self.dense.nlist in (0, info.nlist)
 
     @staticmethod
     def _unchanged(manifest: Manifest, hashes: dict[str, str]) -> bool:

@@ -199,3 +199,25 @@ def test_an_incremental_build_updates_the_ivf_index_by_id(
         if chunk.document_id == "added-note":
             hits = after.dense_search(expected[row], 1)
             assert hits[0].row == row
+
+
+@pytest.mark.slow
+def test_a_changed_index_type_takes_effect_without_embedding_again(
+    builder: IndexBuilder, corpus_copy: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "idx"
+    builder.build(corpus_copy, out)
+    assert Index.load(out).dense_info.kind == "flat"
+    assert builder.build(corpus_copy, out).up_to_date  # same settings: nothing to do
+    ivf_builder = IndexBuilder(
+        embedder=builder.embedder,
+        annotator=builder.annotator,
+        chunker_settings=builder.chunker_settings,
+        max_file_bytes=builder.max_file_bytes,
+        dense=DenseSettings(kind=DenseKind.IVF, nlist=4, nprobe=4),
+    )
+    report = ivf_builder.build(corpus_copy, out)
+    assert not report.up_to_date
+    assert report.embedded == 0 and report.embedded_sentences == 0
+    assert Index.load(out).dense_info.kind == "ivf"
+    assert ivf_builder.build(corpus_copy, out).up_to_date
