@@ -68,9 +68,11 @@ class Filters:
         return self.documents is not None or self.date_from is not None or self.date_to is not None
 
     def select(self, dates: Mapping[str, str | None]) -> list[str]:
-        """Ids of the documents that pass, from each document's date (``Index.document_dates``).
+        """Ids of the documents that pass, from each document's id and date.
 
-        Only dates are read, never the documents; unknown ids in ``documents`` are an error.
+        The reference rules; a served index applies them as array operations
+        (``rag.store.catalog.DocumentCatalog``, held to these answers by its tests).
+        Unknown ids in ``documents`` are an error.
         """
         if self.documents is not None:
             for doc_id in self.documents:

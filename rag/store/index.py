@@ -92,10 +92,6 @@ class Index:
         self.sentence_row0: dict[str, int] = {
             doc_id: entry.sentence_row0 for doc_id, entry in self._catalog.items()
         }
-        #: Each document's date (filters read these, never the documents).
-        self.document_dates: dict[str, str | None] = {
-            doc_id: entry.date for doc_id, entry in self._catalog.items()
-        }
         #: Filters as array operations over the documents (``rag.store.catalog``).
         self.document_catalog = DocumentCatalog(
             {

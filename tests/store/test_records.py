@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.filters import Filters
 from rag.store import Index
 from rag.store.layout import resolve_version
 from rag.store.records import DOCUMENT_CACHE, RECORDS, RecordStore, _Cache, read_all, write_records
@@ -83,7 +84,9 @@ def test_the_served_index_reads_the_letters_from_disk(index_dir: Path) -> None:
     for doc in documents:
         expected = [r for r, c in enumerate(chunks) if c.document_id == doc.id]
         assert index.rows_of([doc.id]).tolist() == expected
-        assert index.document_dates[doc.id] == doc.date
+        assert index.document_catalog.select(Filters.create([doc.id])).tolist() == [
+            index.document_catalog.position[doc.id]
+        ]
     both = [documents[0].id, documents[2].id]
     assert index.rows_of(both).tolist() == sorted(
         r for r, c in enumerate(chunks) if c.document_id in both
