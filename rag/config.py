@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     #: "flat" (always exact) or "ivf" (README "Index types": the measurements behind
     #: these defaults).
     dense_index: Literal["auto", "flat", "ivf"] = "auto"
-    dense_ivf_min_chunks: int = Field(default=50_000, ge=1)
+    dense_ivf_min_chunks: int = Field(default=10_000, ge=1)
     #: IVF cells; 0 chooses about 4·√chunks.
     dense_nlist: int = Field(default=0, ge=0)
     #: IVF cells searched per question: recall against exact search grows with it.
