@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     #: just below what is shown.
     read_passages: int = Field(default=8, ge=1, le=50)
     max_top_k: int = Field(default=50, ge=1)
+    #: Dense index type: "auto" (exact below dense_ivf_min_chunks, IVF at or above),
+    #: "flat" (always exact) or "ivf" (README "Index types": the measurements behind
+    #: these defaults).
+    dense_index: Literal["auto", "flat", "ivf"] = "auto"
+    dense_ivf_min_chunks: int = Field(default=10_000, ge=1)
+    #: IVF cells; 0 chooses about 4·√chunks.
+    dense_nlist: int = Field(default=0, ge=0)
+    #: IVF cells searched per question: recall against exact search grows with it.
+    dense_nprobe: int = Field(default=32, ge=1)
+    #: Retrain the IVF quantiser once the collection exceeds this many times its size
+    #: when it was trained.
+    dense_retrain_growth: float = Field(default=4.0, gt=1)
 
     # Reader
     abstain_threshold: float | None = Field(default=None, ge=0, le=1)

@@ -8,12 +8,11 @@ overlaps the range. A document without a date never matches a date filter.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
 from rag.errors import InvalidFilterError, UnknownDocumentError
-from rag.types import Document
 
 
 def date_period(value: str) -> tuple[date, date]:
@@ -68,24 +67,29 @@ class Filters:
     def active(self) -> bool:
         return self.documents is not None or self.date_from is not None or self.date_to is not None
 
-    def select(self, documents: dict[str, Document]) -> list[str]:
-        """Ids of the documents that pass; unknown ids in ``documents`` are an error."""
+    def select(self, dates: Mapping[str, str | None]) -> list[str]:
+        """Ids of the documents that pass, from each document's id and date.
+
+        The reference rules; a served index applies them as array operations
+        (``rag.store.catalog.DocumentCatalog``, held to these answers by its tests).
+        Unknown ids in ``documents`` are an error.
+        """
         if self.documents is not None:
             for doc_id in self.documents:
-                if doc_id not in documents:
+                if doc_id not in dates:
                     raise UnknownDocumentError(doc_id)
-            candidates = [documents[d] for d in dict.fromkeys(self.documents)]
+            candidates: Iterable[str] = dict.fromkeys(self.documents)
         else:
-            candidates = list(documents.values())
-        return [d.id for d in candidates if self._date_ok(d)]
+            candidates = dates
+        return [d for d in candidates if self._date_ok(dates[d])]
 
-    def _date_ok(self, document: Document) -> bool:
+    def _date_ok(self, document_date: str | None) -> bool:
         if self.date_from is None and self.date_to is None:
             return True
-        if not document.date:
+        if not document_date:
             return False
         try:
-            first, last = date_period(document.date)
+            first, last = date_period(document_date)
         except ValueError:
             return False
         if self.date_from is not None and last < self.date_from:

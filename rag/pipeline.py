@@ -60,7 +60,11 @@ def make_reader(
 
 def load_components(settings: Settings, *, reader: Reader | None = None) -> Components:
     """Load the index and every model, verifying the index against the configured model."""
-    index = Index.load(Path(settings.index_dir), embedding_model=settings.embedding_model)
+    index = Index.load(
+        Path(settings.index_dir),
+        embedding_model=settings.embedding_model,
+        nprobe=settings.dense_nprobe,
+    )
     embedder = SentenceTransformerEmbedder(settings.embedding_model)
     annotator = Annotator(settings.spacy_model)
     reader = reader or make_reader(settings)

@@ -64,7 +64,7 @@ class Retriever:
     def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
         if filters is None or not filters.active:
             return None
-        return self.index.rows_of(filters.select(self.index.documents))
+        return self.index.allowed_rows(filters)
 
     def retrieve(
         self,

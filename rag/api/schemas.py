@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.types import AskResult, Document, Passage
@@ -118,7 +120,7 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def passage_out(passage: Passage, documents: dict[str, Document]) -> PassageOut:
+def passage_out(passage: Passage, documents: Mapping[str, Document]) -> PassageOut:
     chunk = passage.chunk
     doc = documents[chunk.document_id]
     return PassageOut(
@@ -134,7 +136,7 @@ def passage_out(passage: Passage, documents: dict[str, Document]) -> PassageOut:
     )
 
 
-def ask_response(result: AskResult, documents: dict[str, Document]) -> AskResponse:
+def ask_response(result: AskResult, documents: Mapping[str, Document]) -> AskResponse:
     answer = None
     if result.answer is not None:
         c = result.answer.citation

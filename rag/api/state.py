@@ -41,7 +41,11 @@ SwapIndex = Callable[[Pipeline], Pipeline]
 def swap_index(pipeline: Pipeline) -> Pipeline:
     """A pipeline over the live index, sharing ``pipeline``'s loaded models."""
     settings = pipeline.settings
-    index = Index.load(Path(settings.index_dir), embedding_model=settings.embedding_model)
+    index = Index.load(
+        Path(settings.index_dir),
+        embedding_model=settings.embedding_model,
+        nprobe=settings.dense_nprobe,
+    )
     return Pipeline(settings, dataclasses.replace(pipeline.components, index=index))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +63,7 @@ def _retrieval_dict(run: RetrievalRun) -> dict[str, Any]:
     }
 
 
-def _failures(predictions: list[Prediction], index_docs: dict[str, Any]) -> list[dict[str, Any]]:
+def _failures(predictions: list[Prediction], index_docs: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for p in predictions:
         if p.f1 >= 1.0:

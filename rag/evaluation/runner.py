@@ -219,10 +219,12 @@ def relevance(
     ev = evidence_spans(item, index)
     by_doc = [d in item.documents for d, _, _ in ranked]
     by_ev = [any(d == ed and s <= es and ee <= e for ed, es, ee in ev) for d, s, e in ranked]
-    n_doc = sum(1 for c in index.chunks if c.document_id in item.documents)
+    # Only the chunks of the documents concerned are read (the records are on disk).
+    n_doc = int(index.rows_of(list(item.documents)).size)
+    ev_chunks = (index.chunks[int(r)] for r in index.rows_of([ed for ed, _, _ in ev]))
     n_ev = sum(
         1
-        for c in index.chunks
+        for c in ev_chunks
         if any(c.document_id == ed and c.start <= es and ee <= c.end for ed, es, ee in ev)
     )
     return by_doc, by_ev, n_doc, n_ev

@@ -2,8 +2,10 @@
 
 Unchanged files (same path, same sha256) reuse their document, chunks, annotations
 and vectors from the live index; chunk text that was embedded before is never embedded
-again. The new version is written to a temporary folder and published with an atomic
-link swap (``layout.publish``), so a crash or a kill leaves the previous index intact.
+again. An IVF dense index is updated rather than rebuilt: its quantiser is kept until the
+collection outgrows it (``rag.store.dense.update_dense``). The new version is written to a
+temporary folder and published with an atomic link swap (``layout.publish``), so a crash or
+a kill leaves the previous index intact.
 """
 
 from __future__ import annotations
@@ -31,20 +33,25 @@ from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import DocumentLoadError, RagError
 from rag.ingest import discover, document_id, load_document
 from rag.lexical import terms
-from rag.store.files import fsync_path, sha256_bytes, sha256_file, write_jsonl
+from rag.store.dense import (
+    DenseInfo,
+    DenseKind,
+    DenseSettings,
+    build_dense,
+    update_dense,
+)
+from rag.store.files import fsync_path, sha256_bytes, sha256_file
 from rag.store.index import (
-    ANNOTATIONS,
-    CHUNKS,
     DENSE,
-    DOCUMENTS,
     LEXICAL,
     SENTENCE_VECTORS,
-    VECTORS,
     IndexData,
     read_data,
+    read_dense,
 )
 from rag.store.layout import current_version, new_version_dir, publish, remove_stale
 from rag.store.manifest import FORMAT_VERSION, Manifest, SourceFile, read_manifest, verify_files
+from rag.store.records import RECORDS, write_records
 from rag.types import Annotations, Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -132,6 +139,9 @@ class _Previous:
     manifest: Manifest
     data: IndexData
     by_path: dict[str, Document]
+    #: The live dense index, loaded: an IVF update changes this copy in place.
+    dense: faiss.Index
+    dense_info: DenseInfo
 
 
 @contextmanager
@@ -162,6 +172,7 @@ class IndexBuilder:
         keep_versions: int = 3,
         max_document_chars: int | None = None,
         max_zip_ratio: float | None = None,
+        dense: DenseSettings | None = None,
     ) -> None:
         self.embedder = embedder
         self.annotator = annotator
@@ -172,6 +183,7 @@ class IndexBuilder:
         self.keep_versions = keep_versions
         self.max_document_chars = max_document_chars
         self.max_zip_ratio = max_zip_ratio
+        self.dense = dense or DenseSettings()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexBuilder:
@@ -184,6 +196,13 @@ class IndexBuilder:
             keep_versions=settings.index_keep_versions,
             max_document_chars=settings.max_document_chars,
             max_zip_ratio=settings.max_zip_ratio,
+            dense=DenseSettings(
+                kind=DenseKind(settings.dense_index),
+                ivf_min_chunks=settings.dense_ivf_min_chunks,
+                nlist=settings.dense_nlist,
+                nprobe=settings.dense_nprobe,
+                retrain_growth=settings.dense_retrain_growth,
+            ),
         )
 
     def settings_fingerprint(self) -> dict[str, object]:
@@ -223,13 +242,15 @@ class IndexBuilder:
             if self._manifest_settings(manifest) != self.settings_fingerprint():
                 report.full_rebuild_reason = "settings or model changed since the last build"
                 return None
-            data = read_data(live)
-        except RagError as exc:
+            dense = read_dense(live)
+            data = read_data(live, dense)
+            dense_info = DenseInfo.from_dict(manifest.dense)
+        except (RagError, OSError, RuntimeError, TypeError, ValueError) as exc:
             report.full_rebuild_reason = f"previous index unusable: {exc}"
             log.warning("%s", report.full_rebuild_reason)
             return None
         by_path = {d.source_path: d for d in data.documents}
-        return _Previous(manifest, data, by_path)
+        return _Previous(manifest, data, by_path, dense, dense_info)
 
     @staticmethod
     def _manifest_settings(manifest: Manifest) -> dict[str, object]:
@@ -251,7 +272,11 @@ class IndexBuilder:
 
         files = discover(corpus_dir)
         hashes = self._hash(corpus_dir, files, report, progress=progress)
-        if previous is not None and self._unchanged(previous.manifest, hashes):
+        if (
+            previous is not None
+            and self._unchanged(previous.manifest, hashes)
+            and self._dense_current(previous.dense_info)
+        ):
             report.up_to_date = True
             report.path = current_version(index_dir) or index_dir
             report.documents = len(previous.data.documents)
@@ -267,11 +292,15 @@ class IndexBuilder:
         chunks: list[Chunk] = []
         annotations: dict[str, Annotations] = {}
         prev_chunks: dict[str, list[Chunk]] = {}
+        prev_rows: dict[str, list[int]] = {}
         prev_ann: dict[str, Annotations] = {}
         if previous is not None:
-            for c in previous.data.chunks:
+            for row, c in enumerate(previous.data.chunks):
                 prev_chunks.setdefault(c.document_id, []).append(c)
+                prev_rows.setdefault(c.document_id, []).append(row)
             prev_ann = {a.document_id: a for a in previous.data.annotations}
+        #: New row of each previous chunk kept as it was (-1: gone), for the dense update.
+        kept = np.full(len(previous.data.chunks) if previous else 0, -1, dtype=np.int64)
         fresh = [d for d in documents if d.id in to_process]
         if fresh:
             for doc, ann in zip(
@@ -280,6 +309,8 @@ class IndexBuilder:
                 annotations[doc.id] = ann
         for doc in documents:
             if doc.id in reused:
+                old_rows = prev_rows.get(doc.id, [])
+                kept[old_rows] = np.arange(len(chunks), len(chunks) + len(old_rows))
                 chunks.extend(prev_chunks.get(doc.id, []))
                 annotations[doc.id] = prev_ann.get(doc.id, Annotations(document_id=doc.id))
             else:
@@ -303,7 +334,14 @@ class IndexBuilder:
         report.documents, report.chunks = len(documents), len(chunks)
         tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
         manifest = self._manifest(hashes, documents, report, data.vectors)
-        self._write(tmp, data, manifest, started=started)
+        if previous is not None:
+            dense, info = update_dense(
+                previous.dense, previous.dense_info, data.vectors, kept, self.dense
+            )
+        else:
+            dense, info = build_dense(data.vectors, self.dense)
+        manifest.dense = info.to_dict()
+        self._write(tmp, data, dense, manifest, started=started)
         report.path = publish(index_dir, tmp)
         remove_stale(index_dir, self.keep_versions)
         return report
@@ -332,6 +370,17 @@ class IndexBuilder:
                 reason = f"cannot read file (removed during the build?): {exc.strerror or exc}"
                 _skip(report, rel, reason)
         return hashes
+
+    def _dense_current(self, info: DenseInfo) -> bool:
+        """The live dense index is of the type (and cells) the settings ask for its size.
+
+        Otherwise an unchanged corpus is still rebuilt (embedding nothing), so that a
+        changed ``RAG_DENSE_INDEX`` or ``RAG_DENSE_NLIST`` takes effect on the next build.
+        """
+        wanted = self.dense.kind_for(info.ntotal)
+        if wanted.value != info.kind:
+            return False
+        return wanted is DenseKind.FLAT or self.dense.nlist in (0, info.nlist)
 
     @staticmethod
     def _unchanged(manifest: Manifest, hashes: dict[str, str]) -> bool:
@@ -465,21 +514,23 @@ class IndexBuilder:
             counts={"documents": len(documents), "chunks": int(vectors.shape[0])},
         )
 
-    def _write(self, folder: Path, data: IndexData, manifest: Manifest, *, started: float) -> None:
-        write_jsonl(folder / DOCUMENTS, (d.to_dict() for d in data.documents))
-        write_jsonl(folder / CHUNKS, (c.to_dict() for c in data.chunks))
-        write_jsonl(folder / ANNOTATIONS, (a.to_dict() for a in data.annotations))
-        np.save(folder / VECTORS, data.vectors, allow_pickle=False)
+    def _write(
+        self,
+        folder: Path,
+        data: IndexData,
+        dense: faiss.Index,
+        manifest: Manifest,
+        *,
+        started: float,
+    ) -> None:
+        write_records(folder / RECORDS, data.documents, data.chunks, data.annotations)
         np.save(folder / SENTENCE_VECTORS, data.sentence_vectors, allow_pickle=False)
-        dense = faiss.IndexFlatIP(int(data.vectors.shape[1]))
-        if len(data.vectors):
-            dense.add(data.vectors)
         faiss.write_index(dense, str(folder / DENSE))
         lexical = bm25s.BM25()
         corpus_terms = [terms(c.text) or [""] for c in data.chunks]
         lexical.index(corpus_terms or [[""]], show_progress=False)
         lexical.save(str(folder / LEXICAL), allow_pickle=False)
-        names = [DOCUMENTS, CHUNKS, ANNOTATIONS, VECTORS, SENTENCE_VECTORS, DENSE]
+        names = [RECORDS, SENTENCE_VECTORS, DENSE]
         names += sorted(
             p.relative_to(folder).as_posix() for p in (folder / LEXICAL).rglob("*") if p.is_file()
         )

@@ -11,8 +11,11 @@ from rag.errors import IndexCorruptError, IndexIncompatibleError, IndexNotFoundE
 from rag.store.files import sha256_file, write_json
 from rag.store.layout import MANIFEST
 
-#: Bump when the layout or meaning of any index file changes.
-FORMAT_VERSION = 1
+#: Bump when the layout or meaning of any index file changes. 2: the chunk vectors are
+#: stored once, inside ``dense.faiss`` (no ``vectors.npy``), whose type the manifest's
+#: ``dense`` section records; documents, chunks and annotations in ``records.sqlite``
+#: (no JSON Lines).
+FORMAT_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -38,6 +41,8 @@ class Manifest:
     skipped: list[dict[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The dense index's type and parameters (``rag.store.dense.DenseInfo``).
+    dense: dict[str, Any] = field(default_factory=dict)
 
     @property
     def embedding_model(self) -> str:
@@ -86,9 +91,16 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
     """Refuse an index whose files are missing, truncated or altered since it was built."""
     for name, expected in manifest.files.items():
         path = folder / name
-        if not path.exists():
-            raise IndexCorruptError(f"index file missing: {path}; rebuild with `rag index`")
-        if path.stat().st_size != expected["size"] or sha256_file(path) != expected["sha256"]:
+        try:
+            matches = (
+                path.stat().st_size == expected["size"] and sha256_file(path) == expected["sha256"]
+            )
+        except FileNotFoundError:
+            # Also a version retired by a newer publish while it is read: Index.load retries.
+            raise IndexCorruptError(
+                f"index file missing: {path}; rebuild with `rag index`"
+            ) from None
+        if not matches:
             raise IndexCorruptError(
                 f"index file {path} does not match its checksum in the manifest "
                 "(altered or truncated); rebuild with `rag index`"

@@ -215,7 +215,9 @@ def external_pipeline(settings: Settings, components: Components, corpus: Path) 
     index_dir = EXTERNAL_DIR / "index"
     IndexBuilder.from_settings(settings).build(corpus, index_dir, progress=True)
     ext = settings.model_copy(update={"index_dir": index_dir, "corpus_dir": corpus})
-    index = Index.load(index_dir, embedding_model=settings.embedding_model)
+    index = Index.load(
+        index_dir, embedding_model=settings.embedding_model, nprobe=settings.dense_nprobe
+    )
     return Pipeline(ext, replace(components, index=index))
 
 

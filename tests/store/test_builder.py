@@ -41,7 +41,7 @@ def test_every_chunk_is_exactly_its_document_span(index_dir: Path, builder: Inde
 
 def test_manifest_records_what_the_index_was_built_from(index_dir: Path, corpus_dir: Path) -> None:
     manifest = json.loads((resolve_index_dir(index_dir) / MANIFEST).read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["embedding"] == {
         "model_id": "sentence-transformers/all-MiniLM-L6-v2",
         "dimension": 384,
@@ -54,7 +54,16 @@ def test_manifest_records_what_the_index_was_built_from(index_dir: Path, corpus_
         assert manifest["sources"][path.name]["sha256"] == sha256_file(path)
     for name, entry in manifest["files"].items():
         assert sha256_file(resolve_index_dir(index_dir) / name) == entry["sha256"]
-    assert "vectors.npy" in manifest["files"] and "dense.faiss" in manifest["files"]
+    assert "dense.faiss" in manifest["files"]
+    # The chunk vectors are stored once, inside the FAISS index; the letters get exact search.
+    assert "vectors.npy" not in manifest["files"]
+    assert manifest["dense"] == {
+        "kind": "flat",
+        "ntotal": manifest["counts"]["chunks"],
+        "dimension": 384,
+        "nlist": 0,
+        "trained_on": 0,
+    }
     assert not list(resolve_index_dir(index_dir).rglob("*.pkl"))
 
 
@@ -116,11 +125,11 @@ def test_corrupt_index_is_refused_with_a_clear_message(
 ) -> None:
     out = tmp_path / "idx"
     builder.build(corpus_copy, out)
-    vectors = resolve_index_dir(out) / "vectors.npy"
+    vectors = resolve_index_dir(out) / "dense.faiss"
     data = bytearray(vectors.read_bytes())
     data[-1] ^= 0xFF
     vectors.write_bytes(bytes(data))
-    with pytest.raises(IndexCorruptError, match=r"vectors\.npy"):
+    with pytest.raises(IndexCorruptError, match=r"dense\.faiss"):
         Index.load(out)
     # A rebuild notices the damage and rebuilds instead of trusting it.
     report = builder.build(corpus_copy, out)

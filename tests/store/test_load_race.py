@@ -21,7 +21,7 @@ def _consistent(index: Index) -> bool:
     manifest = index.manifest
     return (
         {s.document_id for s in manifest.sources.values()} == set(index.documents)
-        and manifest.counts["chunks"] == len(index.chunks) == index.vectors.shape[0]
+        and manifest.counts["chunks"] == len(index.chunks) == index.dense_info.ntotal
         and manifest.counts["documents"] == len(index.documents)
     )
 

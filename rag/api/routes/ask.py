@@ -29,7 +29,7 @@ def _ask(pipeline: Pipeline, body: AskRequest) -> AskResult:
             filters = Filters.create(
                 body.filters.documents, body.filters.date_from, body.filters.date_to
             )
-            filters.select(pipeline.index.documents)
+            pipeline.index.document_catalog.select(filters)  # refuses an unknown id
         except UnknownDocumentError as exc:
             raise InvalidFilterError(
                 f"unknown document id in filters: {exc.document_id!r}"

@@ -1,0 +1,200 @@
+"""Benchmark: exact against IVF dense search, p50 latency and recall@10, at several sizes.
+
+What it measures is what chose the defaults of ``RAG_DENSE_IVF_MIN_CHUNKS`` and
+``RAG_DENSE_NPROBE`` (README "Index types"), through the code the service runs
+(``rag.store.dense``: ``build_dense`` and ``search``).
+
+The vectors are real: paragraphs of SQuAD 1.1 train (``../shared/datasets``), one chunk
+each, embedded by the packaged model; the queries are real questions about those
+paragraphs, embedded by the same model. A size above the number of real paragraphs is
+**synthetic**: the real vectors, then copies of randomly chosen real vectors with
+isotropic noise of norm ``--noise`` added and renormalised (cosine to their source about
+1/√(1 + noise²)). Recall@10 is the share of exact search's ten best rows that the IVF
+search also returns, averaged over the queries. Latency is one question at a time.
+
+    .venv/bin/python bench/dense_search.py [--texts 3000] [--sizes 3000,10000,30000,100000]
+
+Embeddings are cached in ``.cache/bench/`` (keyed by the texts and the model), so a second
+run only searches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import faiss  # noqa: E402
+
+from rag.config import get_settings  # noqa: E402
+from rag.embedding import SentenceTransformerEmbedder  # noqa: E402
+from rag.store.dense import DenseKind, DenseSettings, build_dense, search  # noqa: E402
+
+K = 10
+
+
+def squad_texts(data_dir: Path, n_texts: int, n_queries: int) -> tuple[list[str], list[str]]:
+    """The first ``n_texts`` distinct paragraphs of SQuAD 1.1 train and one question each."""
+    paragraphs: list[str] = []
+    questions: list[str] = []
+    seen: set[str] = set()
+    for path in sorted((data_dir / "squad11-train").glob("*.json")):
+        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+            for paragraph in article["paragraphs"]:
+                context = paragraph["context"]
+                if context in seen or not paragraph["qas"]:
+                    continue
+                seen.add(context)
+                paragraphs.append(context)
+                questions.append(paragraph["qas"][0]["question"])
+                if len(paragraphs) == n_texts:
+                    step = max(1, n_texts // n_queries)
+                    return paragraphs, questions[::step][:n_queries]
+    raise SystemExit(f"only {len(paragraphs)} paragraphs in {data_dir}; ask for fewer --texts")
+
+
+def embed_cached(
+    embedder: SentenceTransformerEmbedder, texts: list[str], cache: Path
+) -> np.ndarray:
+    key = hashlib.sha256(("\n".join([embedder.model_id, *texts])).encode()).hexdigest()[:16]
+    path = cache / f"dense_search-{key}.npy"
+    if path.exists():
+        return np.load(path, allow_pickle=False)
+    vectors = embedder.embed(texts, batch_size=64, progress=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors, allow_pickle=False)
+    return vectors
+
+
+def replicate(real: np.ndarray, size: int, noise: float, seed: int) -> np.ndarray:
+    """The real rows, then noisy copies of random real rows up to ``size`` (synthetic)."""
+    if size <= len(real):
+        return np.ascontiguousarray(real[:size])
+    rng = np.random.default_rng(seed)
+    extra = size - len(real)
+    source = real[rng.integers(0, len(real), size=extra)]
+    step = rng.standard_normal(source.shape).astype(np.float32)
+    step *= noise / np.linalg.norm(step, axis=1, keepdims=True)
+    copies = source + step
+    copies /= np.linalg.norm(copies, axis=1, keepdims=True)
+    return np.ascontiguousarray(np.concatenate([real, copies]), dtype=np.float32)
+
+
+def timed_search(
+    index: faiss.Index, queries: np.ndarray, nprobe: int | None
+) -> tuple[list[list[int]], list[float]]:
+    rows: list[list[int]] = []
+    times: list[float] = []
+    for query in queries:
+        started = time.perf_counter()
+        _, found = search(index, query, K, None, nprobe)
+        times.append((time.perf_counter() - started) * 1000)
+        rows.append([int(r) for r in found if r >= 0])
+    return rows, times
+
+
+def recall(found: list[list[int]], exact: list[list[int]]) -> float:
+    return float(
+        np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact, strict=True)])
+    )
+
+
+def probes_of(row: dict[str, object]) -> list[dict[str, float]]:
+    probes = row["ivf"]
+    assert isinstance(probes, list)
+    return probes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--texts", type=int, default=3000, help="real paragraphs embedded")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--sizes", default="3000,10000,30000,100000")
+    parser.add_argument("--nprobe", default="4,8,16,32,64")
+    parser.add_argument("--noise", type=float, default=0.6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    nprobes = [int(p) for p in args.nprobe.split(",")]
+
+    settings = get_settings()
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    texts, questions = squad_texts(args.data_dir, args.texts, args.queries)
+    started = time.perf_counter()
+    real = embed_cached(embedder, texts, ROOT / ".cache" / "bench")
+    embed_seconds = time.perf_counter() - started
+    queries = embedder.embed(questions)
+    print(f"{len(real)} real paragraph vectors ({embed_seconds:.1f} s), {len(queries)} questions")
+
+    results: list[dict[str, object]] = []
+    for size in sizes:
+        vectors = replicate(real, size, args.noise, args.seed)
+        label = "real" if size <= len(real) else f"synthetic (real + noisy copies, {args.noise})"
+        flat, _ = build_dense(vectors, DenseSettings(kind=DenseKind.FLAT))
+        exact, flat_times = timed_search(flat, queries, None)
+        t = time.perf_counter()
+        ivf, info = build_dense(vectors, DenseSettings(kind=DenseKind.IVF, seed=args.seed))
+        ivf_build = time.perf_counter() - t
+        probes = []
+        for nprobe in [p for p in nprobes if p <= info.nlist]:
+            found, times = timed_search(ivf, queries, nprobe)
+            probes.append(
+                {
+                    "nprobe": nprobe,
+                    "p50_ms": round(float(np.median(times)), 3),
+                    "recall_at_10": round(recall(found, exact), 4),
+                }
+            )
+        row = {
+            "size": size,
+            "vectors": label,
+            "flat_p50_ms": round(float(np.median(flat_times)), 3),
+            "ivf_nlist": info.nlist,
+            "ivf_build_s": round(ivf_build, 2),
+            "ivf": probes,
+        }
+        results.append(row)
+        print(json.dumps(row), flush=True)
+
+    print()
+    print("| size | vectors | exact p50 ms | nlist | IVF build s | nprobe: p50 ms / recall@10 |")
+    print("|---|---|---|---|---|---|")
+    for row in results:
+        cells = ", ".join(
+            f"{e['nprobe']}: {e['p50_ms']:.2f} / {e['recall_at_10']:.3f}" for e in probes_of(row)
+        )
+        print(
+            f"| {row['size']:,} | {row['vectors']} | {row['flat_p50_ms']:.2f} | "
+            f"{row['ivf_nlist']} | {row['ivf_build_s']} | {cells} |"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": faiss.omp_get_max_threads(), "python": platform.python_version()},
+        "model": embedder.model_id,
+        "texts": "SQuAD 1.1 train paragraphs (one chunk each), real embeddings",
+        "queries": f"{len(queries)} SQuAD 1.1 train questions about those paragraphs",
+        "real_vectors": len(real),
+        "noise": args.noise,
+        "k": K,
+        "results": results,
+    }
+    path = args.out / "dense_search.json"
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
