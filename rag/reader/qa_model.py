@@ -242,8 +242,8 @@ def decode_window(
     return top_spans(scored, top_k), scored.null
 
 
-#: How the QA model runs: "torch" (fp32), "int8" (torch, dynamically quantised linear
-#: layers), "onnx" (fp32 through ONNX Runtime).
+#: How the QA model runs: "torch" (fp32), "onnx" (fp32 through ONNX Runtime), "int8"
+#: (ONNX Runtime with per-channel int8 weights, activations quantised per call).
 RUNTIMES = ("torch", "int8", "onnx")
 
 
@@ -375,14 +375,8 @@ class QAModel:
         model.to("cpu")
         model.float()
         model.eval()
-        if self.runtime == "int8":
-            # int8 weights for the linear layers, computed in int8 on the CPU: about twice
-            # as fast for a small loss of precision (measured by `rag eval`).
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear}, dtype=torch.qint8
-            )
-        elif self.runtime == "onnx":
-            model = _OnnxQA(model, where)
+        if self.runtime in ("onnx", "int8"):
+            model = _OnnxQA(model, where, int8=self.runtime == "int8")
         return tokenizer, model
 
     def predict(
@@ -478,48 +472,34 @@ class QAModel:
 
 
 class _OnnxQA:
-    """The same fp32 model run by ONNX Runtime: about as fast as torch's int8 on a CPU
-    (33 ms against 77 ms for torch fp32 on three 256-token windows here) with fp32's
-    accuracy. Exported in memory when loaded (under a second for MiniLM), so nothing
-    derived from the committed model is stored.
+    """The model run by ONNX Runtime, fp32 or with int8 weights.
+
+    Exported in memory when loaded (under a second for MiniLM), so nothing derived from
+    the committed model is stored. ``int8``: ONNX Runtime's dynamic quantisation with
+    one scale per output channel of every weight matrix (int8 weights, activations
+    quantised per call). Per-channel scales are why this replaced torch's per-tensor
+    ``quantize_dynamic``: on 300 held-out training questions the top span's F1 fell
+    0.004 against fp32 (torch's int8 lost 0.08 answerable F1 on the SQuAD benchmark),
+    and it runs about 1.5x faster than fp32 on these cores (AVX-512 VNNI).
     """
 
-    def __init__(self, model: Any, where: str) -> None:
-        import io
-
+    def __init__(self, model: Any, where: str, *, int8: bool = False) -> None:
         import torch
 
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ModelLoadError("runtime 'onnx' needs the onnxruntime package") from exc
-        names = ["input_ids", "attention_mask"]
-        if getattr(model.config, "type_vocab_size", 0):
-            names.append("token_type_ids")
-        dummy = tuple(torch.ones((1, 8), dtype=torch.long) for _ in names)
-        axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "start_logits", "end_logits"]}
-        buffer = io.BytesIO()
-        try:
-            torch.onnx.export(
-                model,
-                dummy,
-                buffer,  # type: ignore[arg-type]  # file-like objects are accepted
-                input_names=names,
-                output_names=["start_logits", "end_logits"],
-                dynamic_axes=axes,
-                opset_version=17,
-                dynamo=False,
-            )
-        except Exception as exc:
-            raise ModelLoadError(f"cannot export the QA model at {where} to ONNX: {exc}") from exc
+            raise ModelLoadError("runtimes 'onnx' and 'int8' need the onnxruntime package") from exc
+        names = onnx_input_names(model)
+        graph = export_onnx(model, where)
+        if int8:
+            graph = quantize_int8(graph, where)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         # Spinning worker threads would keep the cores busy after each call and slow the
         # embedding and spaCy work that follows.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.inputs = names
 
     def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -528,6 +508,55 @@ class _OnnxQA:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         starts, ends = self.session.run(["start_logits", "end_logits"], feed)
         return np.asarray(starts, dtype=np.float32), np.asarray(ends, dtype=np.float32)
+
+
+def onnx_input_names(model: Any) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if getattr(model.config, "type_vocab_size", 0):
+        names.append("token_type_ids")
+    return names
+
+
+def export_onnx(model: Any, where: str) -> bytes:
+    """The torch QA model as an ONNX graph (dynamic batch and length), in memory."""
+    import io
+
+    import torch
+
+    names = onnx_input_names(model)
+    dummy = tuple(torch.ones((1, 8), dtype=torch.long) for _ in names)
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "start_logits", "end_logits"]}
+    buffer = io.BytesIO()
+    try:
+        torch.onnx.export(
+            model,
+            dummy,
+            buffer,  # type: ignore[arg-type]  # file-like objects are accepted
+            input_names=names,
+            output_names=["start_logits", "end_logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"cannot export the QA model at {where} to ONNX: {exc}") from exc
+    return buffer.getvalue()
+
+
+def quantize_int8(graph: bytes, where: str) -> bytes:
+    """The fp32 ONNX graph with int8 weights, one scale per output channel."""
+    import tempfile
+
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory(prefix="rag-int8-") as tmp:
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(graph)
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
+            return dst.read_bytes()
+    except Exception as exc:
+        raise ModelLoadError(f"cannot quantise the QA model at {where} to int8: {exc}") from exc
 
 
 def collate(windows: Sequence[EncodedWindow], *, pad_id: int) -> dict[str, np.ndarray]:
