@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.config import Settings
 from rag.errors import InvalidQuestionError
 from rag.evaluation.dataset import load_eval_sets
-from rag.pipeline import Pipeline, validate_question
+from rag.pipeline import Pipeline, load_components, validate_question
 from rag.reader.base import ReadContext, ScoredCandidate
 from rag.types import Span
 
@@ -163,11 +164,15 @@ def test_an_unverifiable_candidate_is_never_returned_and_the_next_one_is(
 
 
 @pytest.mark.slow
-def test_concurrent_questions_get_the_answers_they_get_one_at_a_time(pipeline: Pipeline) -> None:
-    """RAG_ASK_CONCURRENCY > 1: questions answered in parallel threads, their QA windows
-    batched together by the model's runner, give exactly the sequential answers."""
+def test_concurrent_questions_get_the_answers_they_get_one_at_a_time(settings: Settings) -> None:
+    """RAG_ASK_CONCURRENCY > 1 with RAG_QA_COALESCE: questions answered in parallel
+    threads, their QA windows batched together by the model's runner, give exactly the
+    sequential answers. Built with fp32 ONNX and coalescing on whatever the defaults
+    are (int8 never coalesces: its activation scales depend on the batch)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    batched_settings = settings.model_copy(update={"reader_runtime": "onnx", "qa_coalesce": True})
+    pipeline = Pipeline(batched_settings, load_components(batched_settings))
     items = load_eval_sets([ROOT / "eval" / "dev.jsonl"])[:40]
 
     def outcome(question: str) -> tuple[object, bool, float]:
@@ -177,14 +182,12 @@ def test_concurrent_questions_get_the_answers_they_get_one_at_a_time(pipeline: P
         return key, result.abstained, best.score if best else 0.0
 
     alone = [outcome(i.question) for i in items]
-    runner = pipeline.components.reader.model.qa.batcher  # type: ignore[attr-defined]
-    before = runner.stats()
+    qa = pipeline.components.reader.model.qa  # type: ignore[attr-defined]
+    assert qa.runtime == "onnx" and qa.coalesce
+    before = qa.batcher.stats()
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(outcome, [i.question for i in items]))
     assert [t[:2] for t in together] == [a[:2] for a in alone]
     for t, a in zip(together, alone, strict=True):  # padding may move the last digits
         assert t[2] == pytest.approx(a[2], abs=1e-3)
-    qa = pipeline.components.reader.model.qa  # type: ignore[attr-defined]
-    batched = runner.stats().jobs - before.jobs
-    # int8 never batches across questions (its activation scales depend on the batch).
-    assert batched == (0 if qa.runtime == "int8" else len(items))
+    assert qa.batcher.stats().jobs - before.jobs == len(items)
