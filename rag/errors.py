@@ -141,3 +141,9 @@ class InvalidDocumentIdError(RagError):
     """A document id that cannot name a file in the corpus folder."""
 
     code = "invalid_document_id"
+
+
+class VectorStoreError(RagError):
+    """The external vector store (Milvus) cannot be reached, lacks its package, or fails."""
+
+    code = "vector_store_unavailable"

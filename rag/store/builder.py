@@ -6,16 +6,23 @@ again. An IVF dense index is updated rather than rebuilt: its quantiser is kept 
 collection outgrows it (``rag.store.dense.update_dense``). The new version is written to a
 temporary folder and published with an atomic link swap (``layout.publish``), so a crash or
 a kill leaves the previous index intact.
+
+With ``RAG_VECTOR_STORE=milvus`` the chunk vectors go to a Milvus collection instead of
+``dense.faiss``: the build upserts the chunks the collection lacks (and those of new or
+changed documents) and deletes the ones gone, by chunk id, just before it publishes; the
+manifest records the collection (``rag.store.milvus``). Everything else in the version
+folder is the same.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +58,7 @@ from rag.store.index import (
 )
 from rag.store.layout import current_version, new_version_dir, publish, remove_stale
 from rag.store.manifest import FORMAT_VERSION, Manifest, SourceFile, read_manifest, verify_files
+from rag.store.milvus import ChunkRow, MilvusSettings, MilvusVectors, resolve_uri
 from rag.store.records import RECORDS, write_records
 from rag.types import Annotations, Chunk, Document
 
@@ -139,9 +147,14 @@ class _Previous:
     manifest: Manifest
     data: IndexData
     by_path: dict[str, Document]
-    #: The live dense index, loaded: an IVF update changes this copy in place.
-    dense: faiss.Index
+    #: The live dense index, loaded (an IVF update changes this copy in place); None when
+    #: the vectors are in Milvus.
+    dense: faiss.Index | None
     dense_info: DenseInfo
+    #: The previous chunk vectors of the given rows (from FAISS's copy, or from Milvus).
+    chunk_vectors: Callable[[list[int]], np.ndarray]
+    #: The Milvus collection holds exactly the previous version's chunks (FAISS: True).
+    store_in_sync: bool = True
 
 
 @contextmanager
@@ -173,6 +186,7 @@ class IndexBuilder:
         max_document_chars: int | None = None,
         max_zip_ratio: float | None = None,
         dense: DenseSettings | None = None,
+        milvus: MilvusSettings | None = None,
     ) -> None:
         self.embedder = embedder
         self.annotator = annotator
@@ -184,6 +198,9 @@ class IndexBuilder:
         self.max_document_chars = max_document_chars
         self.max_zip_ratio = max_zip_ratio
         self.dense = dense or DenseSettings()
+        #: The Milvus collection that holds the vectors, or None for ``dense.faiss``. An
+        #: empty ``uri`` is the milvus-lite file inside the index folder being built.
+        self.milvus = milvus
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IndexBuilder:
@@ -203,7 +220,30 @@ class IndexBuilder:
                 nprobe=settings.dense_nprobe,
                 retrain_growth=settings.dense_retrain_growth,
             ),
+            milvus=(
+                MilvusSettings(
+                    uri=settings.milvus_uri,
+                    collection=settings.milvus_collection,
+                    token=(
+                        settings.milvus_token.get_secret_value() if settings.milvus_token else None
+                    ),
+                    index_type=settings.milvus_index_type,
+                )
+                if settings.vector_store == "milvus"
+                else None
+            ),
         )
+
+    def milvus_for(self, index_dir: Path) -> MilvusSettings | None:
+        """The Milvus settings of a build into ``index_dir`` (the default file resolved)."""
+        if self.milvus is None:
+            return None
+        return dataclasses.replace(self.milvus, uri=resolve_uri(self.milvus.uri, index_dir))
+
+    def vector_store_for(self, index_dir: Path) -> dict[str, object]:
+        """What the manifest of a build into ``index_dir`` records as the vector store."""
+        milvus = self.milvus_for(index_dir)
+        return {"kind": "faiss"} if milvus is None else milvus.describe(index_dir)
 
     def settings_fingerprint(self) -> dict[str, object]:
         """What must match for a previous index's parts to be reused."""
@@ -242,15 +282,55 @@ class IndexBuilder:
             if self._manifest_settings(manifest) != self.settings_fingerprint():
                 report.full_rebuild_reason = "settings or model changed since the last build"
                 return None
+            if not self._same_store(manifest.vector_store, index_dir):
+                report.full_rebuild_reason = "vector store changed since the last build"
+                return None
+            dense_info = DenseInfo.from_dict(manifest.dense)
+            if manifest.vector_store_kind == "milvus":
+                return self._previous_milvus(index_dir, live, manifest, dense_info)
             dense = read_dense(live)
             data = read_data(live, dense)
-            dense_info = DenseInfo.from_dict(manifest.dense)
         except (RagError, OSError, RuntimeError, TypeError, ValueError) as exc:
             report.full_rebuild_reason = f"previous index unusable: {exc}"
             log.warning("%s", report.full_rebuild_reason)
             return None
         by_path = {d.source_path: d for d in data.documents}
-        return _Previous(manifest, data, by_path, dense, dense_info)
+        vectors = data.vectors
+        return _Previous(
+            manifest, data, by_path, dense, dense_info, lambda rows: vectors[np.asarray(rows)]
+        )
+
+    def _same_store(self, recorded: dict[str, object], index_dir: Path) -> bool:
+        """The live version's vectors are where this build would put them."""
+        wanted = self.vector_store_for(index_dir)
+        keys = ("kind", "collection") if wanted["kind"] == "milvus" else ("kind",)
+        return all(recorded.get(k, "faiss" if k == "kind" else None) == wanted[k] for k in keys)
+
+    def _previous_milvus(
+        self, index_dir: Path, live: Path, manifest: Manifest, dense_info: DenseInfo
+    ) -> _Previous:
+        """The live version's records; its vectors stay in Milvus, fetched only when reused."""
+        data = read_data(live, None)
+        settings = self.milvus_for(index_dir)
+        assert settings is not None
+        store = MilvusVectors.open(settings)
+        try:
+            # Ids, not a count: a build that died between its sync and its publish may have
+            # left as many rows as the live version has, but not the same ones.
+            in_sync = store.ids() == {c.id for c in data.chunks}
+        finally:
+            store.close()
+        chunks = data.chunks
+
+        def chunk_vectors(rows: list[int]) -> np.ndarray:
+            reader = MilvusVectors.open(settings)
+            try:
+                return reader.vectors([chunks[r].id for r in rows], missing_ok=True)
+            finally:
+                reader.close()
+
+        by_path = {d.source_path: d for d in data.documents}
+        return _Previous(manifest, data, by_path, None, dense_info, chunk_vectors, in_sync)
 
     @staticmethod
     def _manifest_settings(manifest: Manifest) -> dict[str, object]:
@@ -276,6 +356,7 @@ class IndexBuilder:
             previous is not None
             and self._unchanged(previous.manifest, hashes)
             and self._dense_current(previous.dense_info)
+            and previous.store_in_sync
         ):
             report.up_to_date = True
             report.path = current_version(index_dir) or index_dir
@@ -318,23 +399,32 @@ class IndexBuilder:
         ordered = [annotations[d.id] for d in documents]
         data = IndexData(documents, chunks, ordered, np.zeros((0, 0)), np.zeros((0, 0)))
         prev_chunk_texts = [c.text for c in previous.data.chunks] if previous else []
+        dimension = int(previous.manifest.embedding["dimension"]) if previous else None
         data.vectors, embedded = self._embed_cached(
             [c.text for c in chunks],
             prev_chunk_texts,
-            previous.data.vectors if previous else None,
+            previous.chunk_vectors if previous else None,
+            dimension,
             progress=progress,
         )
+        prev_sentences = previous.data.sentence_vectors if previous is not None else None
         data.sentence_vectors, report.embedded_sentences = self._embed_cached(
             data.sentence_texts(),
             previous.data.sentence_texts() if previous else [],
-            previous.data.sentence_vectors if previous else None,
+            (lambda rows: prev_sentences[np.asarray(rows)]) if prev_sentences is not None else None,
+            dimension,
             progress=progress,
         )
         report.embedded = embedded
         report.documents, report.chunks = len(documents), len(chunks)
         tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
         manifest = self._manifest(hashes, documents, report, data.vectors)
-        if previous is not None:
+        manifest.vector_store = self.vector_store_for(index_dir)
+        milvus = self.milvus_for(index_dir)
+        dense: faiss.Index | None = None
+        if milvus is not None:
+            info = DenseInfo("milvus", len(chunks), int(data.vectors.shape[1]))
+        elif previous is not None and previous.dense is not None:
             dense, info = update_dense(
                 previous.dense, previous.dense_info, data.vectors, kept, self.dense
             )
@@ -342,6 +432,10 @@ class IndexBuilder:
             dense, info = build_dense(data.vectors, self.dense)
         manifest.dense = info.to_dict()
         self._write(tmp, data, dense, manifest, started=started)
+        if milvus is not None:
+            # After the files are written (a failure there leaves Milvus alone), before the
+            # publish: the new version must find every one of its vectors.
+            self._sync_milvus(milvus, data, to_process)
         report.path = publish(index_dir, tmp)
         remove_stale(index_dir, self.keep_versions)
         return report
@@ -371,12 +465,40 @@ class IndexBuilder:
                 _skip(report, rel, reason)
         return hashes
 
+    @staticmethod
+    def _sync_milvus(settings: MilvusSettings, data: IndexData, rewrite: set[str]) -> None:
+        """Upsert and delete by chunk id until the collection holds this version's chunks."""
+        dates = {d.id: d.date for d in data.documents}
+        position: dict[str, int] = {}
+        rows: list[ChunkRow] = []
+        for chunk in data.chunks:
+            n = position.get(chunk.document_id, 0)
+            position[chunk.document_id] = n + 1
+            rows.append(
+                ChunkRow(
+                    chunk_id=chunk.id,
+                    document_id=chunk.document_id,
+                    position=n,
+                    date=dates.get(chunk.document_id),
+                    text=chunk.text,
+                    terms=" ".join(terms(chunk.text)),
+                )
+            )
+        store = MilvusVectors.create_or_open(settings, int(data.vectors.shape[1]))
+        try:
+            vectors = data.vectors
+            store.sync(rows, lambda i: vectors[i], rewrite=rewrite)
+        finally:
+            store.close()
+
     def _dense_current(self, info: DenseInfo) -> bool:
         """The live dense index is of the type (and cells) the settings ask for its size.
 
         Otherwise an unchanged corpus is still rebuilt (embedding nothing), so that a
         changed ``RAG_DENSE_INDEX`` or ``RAG_DENSE_NLIST`` takes effect on the next build.
         """
+        if self.milvus is not None or info.kind == "milvus":
+            return self.milvus is not None and info.kind == "milvus"
         wanted = self.dense.kind_for(info.ntotal)
         if wanted.value != info.kind:
             return False
@@ -455,25 +577,37 @@ class IndexBuilder:
         self,
         texts: list[str],
         previous_texts: list[str],
-        previous_vectors: np.ndarray | None,
+        previous_vectors: Callable[[list[int]], np.ndarray] | None,
+        dimension: int | None,
         *,
         progress: bool,
     ) -> tuple[np.ndarray, int]:
         """One row per text: rows copied for text embedded before, new embeddings for the rest.
 
-        Returns the matrix and how many texts were embedded now.
+        ``previous_vectors(rows)`` gives the vectors of ``previous_texts`` rows; it is called
+        once, for the rows reused, so a Milvus store is asked only for those. A row it
+        cannot give back (NaN: a collection left incomplete) is embedded again. Returns the
+        matrix and how many texts were embedded now.
         """
-        prev = previous_vectors if previous_vectors is not None and len(previous_vectors) else None
+        prev = previous_vectors if previous_vectors is not None and previous_texts else None
         cache = {text_hash(t): i for i, t in enumerate(previous_texts)} if prev is not None else {}
-        dim = int(prev.shape[1]) if prev is not None else self.embedder.dimension
+        dim = dimension if prev is not None and dimension else self.embedder.dimension
         vectors = np.zeros((len(texts), dim), dtype=np.float32)
         missing: list[int] = []
+        reused: list[int] = []
+        reused_from: list[int] = []
         for i, text in enumerate(texts):
             row = cache.get(text_hash(text))
-            if row is None or prev is None:
+            if row is None:
                 missing.append(i)
             else:
-                vectors[i] = prev[row]
+                reused.append(i)
+                reused_from.append(row)
+        if reused and prev is not None:
+            found = prev(reused_from)
+            lost = np.isnan(found).any(axis=1)
+            vectors[reused] = np.nan_to_num(found)
+            missing = sorted(missing + [i for i, gone in zip(reused, lost, strict=True) if gone])
         if missing:
             vectors[missing] = self.embedder.embed(
                 [texts[i] for i in missing], batch_size=self.batch_size, progress=progress
@@ -518,19 +652,20 @@ class IndexBuilder:
         self,
         folder: Path,
         data: IndexData,
-        dense: faiss.Index,
+        dense: faiss.Index | None,
         manifest: Manifest,
         *,
         started: float,
     ) -> None:
         write_records(folder / RECORDS, data.documents, data.chunks, data.annotations)
         np.save(folder / SENTENCE_VECTORS, data.sentence_vectors, allow_pickle=False)
-        faiss.write_index(dense, str(folder / DENSE))
+        if dense is not None:  # None: the vectors are in Milvus
+            faiss.write_index(dense, str(folder / DENSE))
         lexical = bm25s.BM25()
         corpus_terms = [terms(c.text) or [""] for c in data.chunks]
         lexical.index(corpus_terms or [[""]], show_progress=False)
         lexical.save(str(folder / LEXICAL), allow_pickle=False)
-        names = [RECORDS, SENTENCE_VECTORS, DENSE]
+        names = [RECORDS, SENTENCE_VECTORS] + ([DENSE] if dense is not None else [])
         names += sorted(
             p.relative_to(folder).as_posix() for p in (folder / LEXICAL).rglob("*") if p.is_file()
         )
