@@ -147,3 +147,9 @@ class VectorStoreError(RagError):
     """The external vector store (Milvus) cannot be reached, lacks its package, or fails."""
 
     code = "vector_store_unavailable"
+
+
+class IndexingEngineError(RagError):
+    """The distributed indexing engine (Ray) is missing, unreachable, or ran out of retries."""
+
+    code = "indexing_engine_failed"

@@ -59,6 +59,7 @@ from rag.store.index import (
 from rag.store.layout import current_version, new_version_dir, publish, remove_stale
 from rag.store.manifest import FORMAT_VERSION, Manifest, SourceFile, read_manifest, verify_files
 from rag.store.milvus import ChunkRow, MilvusSettings, MilvusVectors, resolve_uri
+from rag.store.ray_engine import LoadFailure, RayEngine
 from rag.store.records import RECORDS, write_records
 from rag.types import Annotations, Chunk, Document
 
@@ -157,6 +158,16 @@ class _Previous:
     store_in_sync: bool = True
 
 
+@dataclass(slots=True)
+class _EmbedJob:
+    """Texts to vectorise, and what a previous build embedded (reused by text hash)."""
+
+    texts: list[str]
+    previous_texts: list[str]
+    #: The previous vectors of the given rows of ``previous_texts`` (None: no previous).
+    previous: Callable[[list[int]], np.ndarray] | None
+
+
 @contextmanager
 def _lock(index_dir: Path) -> Iterator[None]:
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +198,7 @@ class IndexBuilder:
         max_zip_ratio: float | None = None,
         dense: DenseSettings | None = None,
         milvus: MilvusSettings | None = None,
+        engine: RayEngine | None = None,
     ) -> None:
         self.embedder = embedder
         self.annotator = annotator
@@ -201,10 +213,14 @@ class IndexBuilder:
         #: The Milvus collection that holds the vectors, or None for ``dense.faiss``. An
         #: empty ``uri`` is the milvus-lite file inside the index folder being built.
         self.milvus = milvus
+        #: Where loading, annotating, chunking and embedding run: None in this process,
+        #: or on Ray (``rag.store.ray_engine``); the rest of the build is the same.
+        self.engine = engine
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> IndexBuilder:
+    def from_settings(cls, settings: Settings, *, engine: RayEngine | None = None) -> IndexBuilder:
         return cls(
+            engine=engine,
             embedder=SentenceTransformerEmbedder(settings.embedding_model),
             annotator=Annotator(settings.spacy_model),
             chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
@@ -383,7 +399,12 @@ class IndexBuilder:
         #: New row of each previous chunk kept as it was (-1: gone), for the dense update.
         kept = np.full(len(previous.data.chunks) if previous else 0, -1, dtype=np.int64)
         fresh = [d for d in documents if d.id in to_process]
-        if fresh:
+        prepared: dict[str, list[Chunk]] = {}
+        if fresh and self.engine is not None:
+            for doc, (ann, doc_chunks) in zip(fresh, self.engine.prepare(fresh), strict=True):
+                annotations[doc.id] = ann
+                prepared[doc.id] = doc_chunks
+        elif fresh:
             for doc, ann in zip(
                 fresh, self.annotator.annotate(fresh, progress=progress), strict=True
             ):
@@ -394,26 +415,25 @@ class IndexBuilder:
                 kept[old_rows] = np.arange(len(chunks), len(chunks) + len(old_rows))
                 chunks.extend(prev_chunks.get(doc.id, []))
                 annotations[doc.id] = prev_ann.get(doc.id, Annotations(document_id=doc.id))
+            elif doc.id in prepared:
+                chunks.extend(prepared[doc.id])
             else:
                 chunks.extend(chunker.split(doc))
         ordered = [annotations[d.id] for d in documents]
         data = IndexData(documents, chunks, ordered, np.zeros((0, 0)), np.zeros((0, 0)))
         prev_chunk_texts = [c.text for c in previous.data.chunks] if previous else []
         dimension = int(previous.manifest.embedding["dimension"]) if previous else None
-        data.vectors, embedded = self._embed_cached(
-            [c.text for c in chunks],
-            prev_chunk_texts,
-            previous.chunk_vectors if previous else None,
-            dimension,
-            progress=progress,
-        )
         prev_sentences = previous.data.sentence_vectors if previous is not None else None
-        data.sentence_vectors, report.embedded_sentences = self._embed_cached(
+        chunk_job = _EmbedJob(
+            [c.text for c in chunks], prev_chunk_texts, previous.chunk_vectors if previous else None
+        )
+        sentence_job = _EmbedJob(
             data.sentence_texts(),
             previous.data.sentence_texts() if previous else [],
             (lambda rows: prev_sentences[np.asarray(rows)]) if prev_sentences is not None else None,
-            dimension,
-            progress=progress,
+        )
+        (data.vectors, embedded), (data.sentence_vectors, report.embedded_sentences) = (
+            self._embed_cached([chunk_job, sentence_job], dimension, progress=progress)
         )
         report.embedded = embedded
         report.documents, report.chunks = len(documents), len(chunks)
@@ -527,6 +547,7 @@ class IndexBuilder:
         to_process: set[str] = set()
         seen: dict[str, str] = {}
         prev_sources = previous.manifest.sources if previous else {}
+        preloaded = self._preload(corpus_dir, files, hashes, previous)
         bar = tqdm(
             files, desc="load", unit="file", disable=not progress or len(files) < _BAR_MIN_FILES
         )
@@ -549,8 +570,14 @@ class IndexBuilder:
                     seen[doc_id] = rel
                     report.unchanged.append(doc.id)
                     continue
+            outcome = preloaded.get(rel)
+            if isinstance(outcome, LoadFailure):  # loaded (and failed) on the engine
+                _skip(report, rel, outcome.reason)
+                if outcome.retry:
+                    report.retry.add(rel)
+                continue
             try:
-                doc = load_document(
+                doc = outcome or load_document(
                     path,
                     corpus_dir,
                     max_bytes=self.max_file_bytes,
@@ -573,46 +600,109 @@ class IndexBuilder:
             report.removed = sorted(d.id for d in previous.data.documents if d.id not in current)
         return documents, reused, to_process
 
-    def _embed_cached(
+    def _preload(
         self,
-        texts: list[str],
-        previous_texts: list[str],
-        previous_vectors: Callable[[list[int]], np.ndarray] | None,
-        dimension: int | None,
-        *,
-        progress: bool,
-    ) -> tuple[np.ndarray, int]:
-        """One row per text: rows copied for text embedded before, new embeddings for the rest.
+        corpus_dir: Path,
+        files: list[Path],
+        hashes: dict[str, str],
+        previous: _Previous | None,
+    ) -> dict[str, Document | LoadFailure]:
+        """With an engine, every file that will not be reused, loaded there at once.
 
-        ``previous_vectors(rows)`` gives the vectors of ``previous_texts`` rows; it is called
-        once, for the rows reused, so a Milvus store is asked only for those. A row it
-        cannot give back (NaN: a collection left incomplete) is embedded again. Returns the
-        matrix and how many texts were embedded now.
+        The same files ``_load`` would load one by one (a possible duplicate id too: which
+        of two files keeps an id depends on which loads, as it does locally).
         """
-        prev = previous_vectors if previous_vectors is not None and previous_texts else None
-        cache = {text_hash(t): i for i, t in enumerate(previous_texts)} if prev is not None else {}
-        dim = dimension if prev is not None and dimension else self.embedder.dimension
-        vectors = np.zeros((len(texts), dim), dtype=np.float32)
+        if self.engine is None:
+            return {}
+        prev_sources = previous.manifest.sources if previous else {}
+        wanted: list[Path] = []
+        for path in files:
+            rel = path.relative_to(corpus_dir).as_posix()
+            if rel not in hashes:
+                continue
+            old = prev_sources.get(rel)
+            reusable = (
+                previous is not None
+                and old is not None
+                and old.sha256 == hashes[rel]
+                and rel in previous.by_path
+            )
+            if not reusable:
+                wanted.append(path)
+        outcomes = self.engine.load(wanted, corpus_dir)
+        return {
+            p.relative_to(corpus_dir).as_posix(): o for p, o in zip(wanted, outcomes, strict=True)
+        }
+
+    def _embed_texts(self, texts: list[str], *, progress: bool) -> np.ndarray:
+        """Vectors of ``texts``: on the engine's embed actors, or with this process's model."""
+        if self.engine is not None:
+            return self.engine.embed(texts)
+        return self.embedder.embed(texts, batch_size=self.batch_size, progress=progress)
+
+    def _embed_cached(
+        self, jobs: list[_EmbedJob], dimension: int | None, *, progress: bool
+    ) -> list[tuple[np.ndarray, int]]:
+        """For each job, one row per text: rows copied for text embedded before, new
+        embeddings for the rest.
+
+        A job's ``previous(rows)`` gives the vectors of its ``previous_texts`` rows; it is
+        called once, for the rows reused, so a Milvus store is asked only for those. A row
+        it cannot give back (NaN: a collection left incomplete) is embedded again. With an
+        engine, every job's missing texts go in one Ray job (its actors load the model
+        once); locally each job is embedded on its own, as it always was. Returns each
+        job's matrix and how many of its texts were embedded now.
+        """
+        plans = [self._plan(job) for job in jobs]
+        fresh_of: list[np.ndarray | None] = []
+        if self.engine is not None:
+            texts = [job.texts[i] for job, plan in zip(jobs, plans, strict=True) for i in plan[2]]
+            every = self._embed_texts(texts, progress=progress) if texts else None
+            start = 0
+            for _, _, missing in plans:
+                part = every[start : start + len(missing)] if every is not None else None
+                fresh_of.append(part if missing else None)
+                start += len(missing)
+        else:
+            for job, (_, _, missing) in zip(jobs, plans, strict=True):
+                texts = [job.texts[i] for i in missing]
+                fresh_of.append(self._embed_texts(texts, progress=progress) if missing else None)
+        out = []
+        for job, (reused, found, missing), fresh in zip(jobs, plans, fresh_of, strict=True):
+            reusing = job.previous is not None and bool(job.previous_texts)
+            dim = dimension if reusing and dimension else None
+            if dim is None:  # no previous index: the model's dimension, from what it embedded
+                dim = int(fresh.shape[1]) if fresh is not None else self.embedder.dimension
+            vectors = np.zeros((len(job.texts), dim), dtype=np.float32)
+            if found is not None:
+                vectors[reused] = np.nan_to_num(found)
+            if fresh is not None:
+                vectors[missing] = fresh
+            out.append((vectors, len(missing)))
+        return out
+
+    @staticmethod
+    def _plan(job: _EmbedJob) -> tuple[list[int], np.ndarray | None, list[int]]:
+        """Rows of ``job`` reused (with their vectors) and rows to embed."""
+        prev = job.previous if job.previous is not None and job.previous_texts else None
+        cache = (
+            {text_hash(t): i for i, t in enumerate(job.previous_texts)} if prev is not None else {}
+        )
         missing: list[int] = []
         reused: list[int] = []
         reused_from: list[int] = []
-        for i, text in enumerate(texts):
+        for i, text in enumerate(job.texts):
             row = cache.get(text_hash(text))
             if row is None:
                 missing.append(i)
             else:
                 reused.append(i)
                 reused_from.append(row)
-        if reused and prev is not None:
-            found = prev(reused_from)
+        found = prev(reused_from) if reused and prev is not None else None
+        if found is not None:
             lost = np.isnan(found).any(axis=1)
-            vectors[reused] = np.nan_to_num(found)
             missing = sorted(missing + [i for i, gone in zip(reused, lost, strict=True) if gone])
-        if missing:
-            vectors[missing] = self.embedder.embed(
-                [texts[i] for i in missing], batch_size=self.batch_size, progress=progress
-            )
-        return vectors, len(missing)
+        return reused, found, missing
 
     def _manifest(
         self,
