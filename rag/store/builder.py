@@ -37,7 +37,7 @@ from rag.annotate import Annotator
 from rag.chunking import Chunker, ChunkerSettings, text_hash
 from rag.config import Settings
 from rag.embedding import SentenceTransformerEmbedder
-from rag.errors import DocumentLoadError, RagError
+from rag.errors import DocumentLoadError, RagError, VectorStoreError
 from rag.ingest import discover, document_id, load_document
 from rag.lexical import terms
 from rag.store.dense import (
@@ -365,6 +365,8 @@ class IndexBuilder:
         previous = None if force else self._previous(index_dir, report)
         if force:
             report.full_rebuild_reason = "forced"
+        if not force:
+            self._check_collection_owner(index_dir)
 
         files = discover(corpus_dir)
         hashes = self._hash(corpus_dir, files, report, progress=progress)
@@ -484,6 +486,40 @@ class IndexBuilder:
                 reason = f"cannot read file (removed during the build?): {exc.strerror or exc}"
                 _skip(report, rel, reason)
         return hashes
+
+    def _check_collection_owner(self, index_dir: Path) -> None:
+        """Refuse to take over a non-empty Milvus collection that another index fills.
+
+        A build makes the collection hold exactly its own chunks, deleting the rest: a
+        second index folder (an evaluation corpus, a colleague's build) pointed at the
+        same server and collection would wipe the first. A collection is this index's
+        when the live version's manifest names it, or when it is empty; ``--force``
+        takes it over anyway.
+        """
+        milvus = self.milvus_for(index_dir)
+        if milvus is None:
+            return
+        live = current_version(index_dir)
+        if live is not None:
+            try:
+                recorded = read_manifest(live).vector_store
+            except RagError:
+                recorded = {}
+            if self._same_store(recorded, index_dir):
+                return
+        if not MilvusVectors.exists(milvus):
+            return
+        store = MilvusVectors.open(milvus)
+        try:
+            held = store.count()
+        finally:
+            store.close()
+        if held:
+            raise VectorStoreError(
+                f"Milvus collection {milvus.collection!r} at {milvus.uri} already holds {held} "
+                f"chunks of another index than {index_dir}: set RAG_MILVUS_COLLECTION to a "
+                "collection of its own, or `rag index --force` to replace its contents"
+            )
 
     @staticmethod
     def _sync_milvus(settings: MilvusSettings, data: IndexData, rewrite: set[str]) -> None:

@@ -208,6 +208,17 @@ class MilvusVectors:
         return store
 
     @classmethod
+    def exists(cls, settings: MilvusSettings) -> bool:
+        """Whether the collection exists (a missing lite file is no collection, not made)."""
+        if settings.is_lite and not Path(settings.uri).exists():
+            return False
+        store = cls(settings, _client(settings))
+        try:
+            return bool(store._call(store._client.has_collection, store.collection))
+        finally:
+            store.close()
+
+    @classmethod
     def create_or_open(cls, settings: MilvusSettings, dimension: int) -> MilvusVectors:
         """The collection for a build: created with its schema and indexes if missing."""
         store = cls(settings, _client(settings))

@@ -320,6 +320,20 @@ def test_a_missing_collection_is_a_clear_error(milvus_dir: Path, tmp_path: Path)
         Index.load(moved)
 
 
+def test_a_second_index_may_not_wipe_a_collection_it_does_not_own(
+    builder: IndexBuilder, milvus_dir: Path, milvus_index: Index, tmp_path: Path
+) -> None:
+    """Another index folder pointed at the same store and collection is refused at once."""
+    from rag.errors import VectorStoreError
+
+    other = copy.copy(builder)
+    other.milvus = MilvusSettings(uri=str(milvus_dir / "milvus.db"))
+    before = milvus_index.milvus.ids() if milvus_index.milvus is not None else set()
+    with pytest.raises(VectorStoreError, match="already holds"):
+        other.build(ROOT / "corpus", tmp_path / "another-index")
+    assert milvus_index.milvus is not None and milvus_index.milvus.ids() == before
+
+
 def test_default_settings_need_no_milvus() -> None:
     settings = make_settings()
     assert settings.vector_store == "faiss"
