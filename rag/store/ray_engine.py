@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,8 @@ class RayEngine:
                 "`rag index --engine ray` needs Ray Data: pip install 'rag[ray]'"
             ) from exc
         if not ray.is_initialized():
+            # Ray reports usage statistics by default; nothing leaves the machine unasked.
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             try:
                 if self.options.address is None:
                     ray.init(num_cpus=self.options.workers, include_dashboard=False)

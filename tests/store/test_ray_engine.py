@@ -63,6 +63,7 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     marker = tmp_path_factory.mktemp("ray") / "kill-once"
     os.environ[MARKER_ENV] = str(marker)  # inherited by the Ray processes started here
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # CI has no internet to report to
     ray.init(num_cpus=2, include_dashboard=False)
     # Workers unpickle the test's actor classes by value: they cannot import tests/.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
