@@ -480,7 +480,7 @@ def _entity(row: ChunkRow, vector: np.ndarray) -> dict[str, Any]:
         "date_last": last,
         "dated": dated,
         "text": row.text,
-        # An empty analyzed field is allowed; a single space keeps BM25 from seeing None.
+        # May be empty (a chunk of stop words only): milvus-lite stores it and BM25 skips it.
         "terms": row.terms,
     }
 
