@@ -71,6 +71,17 @@ def index(
     report_file: Annotated[
         Path | None, typer.Option("--report", help="Also write what the build did as JSON here.")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="Where to load, annotate, chunk and embed: local | ray."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: auto (this node's) or ray://head:10001; unset: local."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Ray actors per step (and CPUs of a local Ray).")
+    ] = 2,
 ) -> None:
     """Build or update the index from a folder of documents."""
     import json
@@ -78,7 +89,13 @@ def index(
     from rag.store.builder import IndexBuilder
 
     settings = _settings(corpus_dir=corpus, index_dir=out)
-    builder = IndexBuilder.from_settings(settings)
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"unknown engine {engine!r}; valid: local, ray")
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("--address needs --engine ray")
+    builder = IndexBuilder.from_settings(
+        settings, engine=_ray_engine(settings, address, workers) if engine == "ray" else None
+    )
     report = builder.build(settings.corpus_dir, settings.index_dir, progress=True, force=force)
     for path, reason in report.skipped:
         shown = path.encode("utf-8", "backslashreplace").decode()
@@ -242,6 +259,23 @@ def eval_command(
                 typer.secho(f"gate failed: {line}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1)
         typer.secho(f"gate passed ({gate})", fg=typer.colors.GREEN, err=True)
+
+
+def _ray_engine(settings: Settings, address: str | None, workers: int) -> Any:
+    """The Ray engine for ``rag index --engine ray`` (Ray itself is imported when it runs)."""
+    from rag.chunking import ChunkerSettings
+    from rag.store.ray_engine import LoadLimits, RayEngine, RayOptions
+
+    return RayEngine(
+        RayOptions(address=address, workers=workers),
+        embedding_model=settings.embedding_model,
+        spacy_model=settings.spacy_model,
+        chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
+        batch_size=settings.embed_batch_size,
+        limits=LoadLimits(
+            settings.max_file_bytes, settings.max_document_chars, settings.max_zip_ratio
+        ),
+    )
 
 
 def _index_corpus(settings: Settings, corpus: Path, index_dir: Path | None) -> Settings:

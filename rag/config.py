@@ -88,6 +88,24 @@ class Settings(BaseSettings):
     #: when it was trained.
     dense_retrain_growth: float = Field(default=4.0, gt=1)
 
+    # Vector store (README "Scaling out")
+    #: Where the chunk vectors live: "faiss" (a file in each index version, the default)
+    #: or "milvus" (a Milvus collection updated in place by chunk id).
+    vector_store: Literal["faiss", "milvus"] = "faiss"
+    #: A milvus-lite file or a Milvus server URI (``http://host:19530``); empty: the
+    #: milvus-lite file ``milvus.db`` inside the index folder.
+    milvus_uri: str = ""
+    #: Milvus credentials (``user:password`` or an API key); unset for none.
+    milvus_token: SecretStr | None = None
+    milvus_collection: str = Field(default="rag_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    #: Milvus index of the vector field: FLAT (exact, FAISS flat's answers) or, for a
+    #: large collection on a cluster, HNSW / IVF_FLAT.
+    milvus_index_type: str = "FLAT"
+    #: Lexical ranking with the Milvus store: "local" (our BM25 files in the index
+    #: version, the FAISS store's ranking) or "milvus" (Milvus's own BM25 over our
+    #: stemmed terms, filters pushed into the engine).
+    milvus_lexical: Literal["local", "milvus"] = "local"
+
     # Reader
     abstain_threshold: float | None = Field(default=None, ge=0, le=1)
     max_question_chars: int = Field(default=1000, gt=0)

@@ -141,3 +141,15 @@ class InvalidDocumentIdError(RagError):
     """A document id that cannot name a file in the corpus folder."""
 
     code = "invalid_document_id"
+
+
+class VectorStoreError(RagError):
+    """The external vector store (Milvus) cannot be reached, lacks its package, or fails."""
+
+    code = "vector_store_unavailable"
+
+
+class IndexingEngineError(RagError):
+    """The distributed indexing engine (Ray) is missing, unreachable, or ran out of retries."""
+
+    code = "indexing_engine_failed"

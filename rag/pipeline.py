@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from rag.annotate import Annotator
 from rag.config import ReaderKind, RetrievalMode, Settings
@@ -60,11 +59,7 @@ def make_reader(
 
 def load_components(settings: Settings, *, reader: Reader | None = None) -> Components:
     """Load the index and every model, verifying the index against the configured model."""
-    index = Index.load(
-        Path(settings.index_dir),
-        embedding_model=settings.embedding_model,
-        nprobe=settings.dense_nprobe,
-    )
+    index = Index.from_settings(settings)
     embedder = SentenceTransformerEmbedder(settings.embedding_model)
     annotator = Annotator(settings.spacy_model)
     reader = reader or make_reader(settings)

@@ -1,4 +1,8 @@
-"""Dense (FAISS) and lexical (BM25) retrieval, fused by weighted reciprocal rank fusion."""
+"""Dense (FAISS or Milvus) and lexical (BM25) retrieval, fused by weighted reciprocal rank fusion.
+
+The filters go to the index with the rows they allow: FAISS and our BM25 search those
+rows, Milvus evaluates the filters itself (``rag.store.milvus``).
+"""
 
 from __future__ import annotations
 
@@ -81,9 +85,13 @@ class Retriever:
         if mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID):
             if query_vector is None:
                 query_vector = self.embedder.embed([question])[0]
-            rankings["dense"] = self.index.dense_search(query_vector, depth, allowed)
+            rankings["dense"] = self.index.dense_search(
+                query_vector, depth, allowed, filters=filters
+            )
         if mode in (RetrievalMode.LEXICAL, RetrievalMode.HYBRID):
-            rankings["lexical"] = self.index.lexical_search(terms(question), depth, allowed)
+            rankings["lexical"] = self.index.lexical_search(
+                terms(question), depth, allowed, filters=filters
+            )
         weights = {"dense": self.settings.dense_weight, "lexical": self.settings.lexical_weight}
         fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
         stage_info: dict[int, tuple[dict[str, float], dict[str, int]]] = {}

@@ -41,11 +41,7 @@ SwapIndex = Callable[[Pipeline], Pipeline]
 def swap_index(pipeline: Pipeline) -> Pipeline:
     """A pipeline over the live index, sharing ``pipeline``'s loaded models."""
     settings = pipeline.settings
-    index = Index.load(
-        Path(settings.index_dir),
-        embedding_model=settings.embedding_model,
-        nprobe=settings.dense_nprobe,
-    )
+    index = Index.from_settings(settings)
     return Pipeline(settings, dataclasses.replace(pipeline.components, index=index))
 
 

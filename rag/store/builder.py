@@ -6,16 +6,23 @@ again. An IVF dense index is updated rather than rebuilt: its quantiser is kept 
 collection outgrows it (``rag.store.dense.update_dense``). The new version is written to a
 temporary folder and published with an atomic link swap (``layout.publish``), so a crash or
 a kill leaves the previous index intact.
+
+With ``RAG_VECTOR_STORE=milvus`` the chunk vectors go to a Milvus collection instead of
+``dense.faiss``: the build upserts the chunks the collection lacks (and those of new or
+changed documents) and deletes the ones gone, by chunk id, just before it publishes; the
+manifest records the collection (``rag.store.milvus``). Everything else in the version
+folder is the same.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +37,7 @@ from rag.annotate import Annotator
 from rag.chunking import Chunker, ChunkerSettings, text_hash
 from rag.config import Settings
 from rag.embedding import SentenceTransformerEmbedder
-from rag.errors import DocumentLoadError, RagError
+from rag.errors import DocumentLoadError, RagError, VectorStoreError
 from rag.ingest import discover, document_id, load_document
 from rag.lexical import terms
 from rag.store.dense import (
@@ -51,6 +58,8 @@ from rag.store.index import (
 )
 from rag.store.layout import current_version, new_version_dir, publish, remove_stale
 from rag.store.manifest import FORMAT_VERSION, Manifest, SourceFile, read_manifest, verify_files
+from rag.store.milvus import ChunkRow, MilvusSettings, MilvusVectors, resolve_uri
+from rag.store.ray_engine import LoadFailure, RayEngine
 from rag.store.records import RECORDS, write_records
 from rag.types import Annotations, Chunk, Document
 
@@ -139,9 +148,24 @@ class _Previous:
     manifest: Manifest
     data: IndexData
     by_path: dict[str, Document]
-    #: The live dense index, loaded: an IVF update changes this copy in place.
-    dense: faiss.Index
+    #: The live dense index, loaded (an IVF update changes this copy in place); None when
+    #: the vectors are in Milvus.
+    dense: faiss.Index | None
     dense_info: DenseInfo
+    #: The previous chunk vectors of the given rows (from FAISS's copy, or from Milvus).
+    chunk_vectors: Callable[[list[int]], np.ndarray]
+    #: The Milvus collection holds exactly the previous version's chunks (FAISS: True).
+    store_in_sync: bool = True
+
+
+@dataclass(slots=True)
+class _EmbedJob:
+    """Texts to vectorise, and what a previous build embedded (reused by text hash)."""
+
+    texts: list[str]
+    previous_texts: list[str]
+    #: The previous vectors of the given rows of ``previous_texts`` (None: no previous).
+    previous: Callable[[list[int]], np.ndarray] | None
 
 
 @contextmanager
@@ -173,6 +197,8 @@ class IndexBuilder:
         max_document_chars: int | None = None,
         max_zip_ratio: float | None = None,
         dense: DenseSettings | None = None,
+        milvus: MilvusSettings | None = None,
+        engine: RayEngine | None = None,
     ) -> None:
         self.embedder = embedder
         self.annotator = annotator
@@ -184,10 +210,17 @@ class IndexBuilder:
         self.max_document_chars = max_document_chars
         self.max_zip_ratio = max_zip_ratio
         self.dense = dense or DenseSettings()
+        #: The Milvus collection that holds the vectors, or None for ``dense.faiss``. An
+        #: empty ``uri`` is the milvus-lite file inside the index folder being built.
+        self.milvus = milvus
+        #: Where loading, annotating, chunking and embedding run: None in this process,
+        #: or on Ray (``rag.store.ray_engine``); the rest of the build is the same.
+        self.engine = engine
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> IndexBuilder:
+    def from_settings(cls, settings: Settings, *, engine: RayEngine | None = None) -> IndexBuilder:
         return cls(
+            engine=engine,
             embedder=SentenceTransformerEmbedder(settings.embedding_model),
             annotator=Annotator(settings.spacy_model),
             chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
@@ -203,7 +236,30 @@ class IndexBuilder:
                 nprobe=settings.dense_nprobe,
                 retrain_growth=settings.dense_retrain_growth,
             ),
+            milvus=(
+                MilvusSettings(
+                    uri=settings.milvus_uri,
+                    collection=settings.milvus_collection,
+                    token=(
+                        settings.milvus_token.get_secret_value() if settings.milvus_token else None
+                    ),
+                    index_type=settings.milvus_index_type,
+                )
+                if settings.vector_store == "milvus"
+                else None
+            ),
         )
+
+    def milvus_for(self, index_dir: Path) -> MilvusSettings | None:
+        """The Milvus settings of a build into ``index_dir`` (the default file resolved)."""
+        if self.milvus is None:
+            return None
+        return dataclasses.replace(self.milvus, uri=resolve_uri(self.milvus.uri, index_dir))
+
+    def vector_store_for(self, index_dir: Path) -> dict[str, object]:
+        """What the manifest of a build into ``index_dir`` records as the vector store."""
+        milvus = self.milvus_for(index_dir)
+        return {"kind": "faiss"} if milvus is None else milvus.describe(index_dir)
 
     def settings_fingerprint(self) -> dict[str, object]:
         """What must match for a previous index's parts to be reused."""
@@ -242,15 +298,55 @@ class IndexBuilder:
             if self._manifest_settings(manifest) != self.settings_fingerprint():
                 report.full_rebuild_reason = "settings or model changed since the last build"
                 return None
+            if not self._same_store(manifest.vector_store, index_dir):
+                report.full_rebuild_reason = "vector store changed since the last build"
+                return None
+            dense_info = DenseInfo.from_dict(manifest.dense)
+            if manifest.vector_store_kind == "milvus":
+                return self._previous_milvus(index_dir, live, manifest, dense_info)
             dense = read_dense(live)
             data = read_data(live, dense)
-            dense_info = DenseInfo.from_dict(manifest.dense)
         except (RagError, OSError, RuntimeError, TypeError, ValueError) as exc:
             report.full_rebuild_reason = f"previous index unusable: {exc}"
             log.warning("%s", report.full_rebuild_reason)
             return None
         by_path = {d.source_path: d for d in data.documents}
-        return _Previous(manifest, data, by_path, dense, dense_info)
+        vectors = data.vectors
+        return _Previous(
+            manifest, data, by_path, dense, dense_info, lambda rows: vectors[np.asarray(rows)]
+        )
+
+    def _same_store(self, recorded: dict[str, object], index_dir: Path) -> bool:
+        """The live version's vectors are where this build would put them."""
+        wanted = self.vector_store_for(index_dir)
+        keys = ("kind", "collection") if wanted["kind"] == "milvus" else ("kind",)
+        return all(recorded.get(k, "faiss" if k == "kind" else None) == wanted[k] for k in keys)
+
+    def _previous_milvus(
+        self, index_dir: Path, live: Path, manifest: Manifest, dense_info: DenseInfo
+    ) -> _Previous:
+        """The live version's records; its vectors stay in Milvus, fetched only when reused."""
+        data = read_data(live, None)
+        settings = self.milvus_for(index_dir)
+        assert settings is not None
+        store = MilvusVectors.open(settings)
+        try:
+            # Ids, not a count: a build that died between its sync and its publish may have
+            # left as many rows as the live version has, but not the same ones.
+            in_sync = store.ids() == {c.id for c in data.chunks}
+        finally:
+            store.close()
+        chunks = data.chunks
+
+        def chunk_vectors(rows: list[int]) -> np.ndarray:
+            reader = MilvusVectors.open(settings)
+            try:
+                return reader.vectors([chunks[r].id for r in rows], missing_ok=True)
+            finally:
+                reader.close()
+
+        by_path = {d.source_path: d for d in data.documents}
+        return _Previous(manifest, data, by_path, None, dense_info, chunk_vectors, in_sync)
 
     @staticmethod
     def _manifest_settings(manifest: Manifest) -> dict[str, object]:
@@ -269,6 +365,8 @@ class IndexBuilder:
         previous = None if force else self._previous(index_dir, report)
         if force:
             report.full_rebuild_reason = "forced"
+        if not force:
+            self._check_collection_owner(index_dir)
 
         files = discover(corpus_dir)
         hashes = self._hash(corpus_dir, files, report, progress=progress)
@@ -276,6 +374,7 @@ class IndexBuilder:
             previous is not None
             and self._unchanged(previous.manifest, hashes)
             and self._dense_current(previous.dense_info)
+            and previous.store_in_sync
         ):
             report.up_to_date = True
             report.path = current_version(index_dir) or index_dir
@@ -302,7 +401,12 @@ class IndexBuilder:
         #: New row of each previous chunk kept as it was (-1: gone), for the dense update.
         kept = np.full(len(previous.data.chunks) if previous else 0, -1, dtype=np.int64)
         fresh = [d for d in documents if d.id in to_process]
-        if fresh:
+        prepared: dict[str, list[Chunk]] = {}
+        if fresh and self.engine is not None:
+            for doc, (ann, doc_chunks) in zip(fresh, self.engine.prepare(fresh), strict=True):
+                annotations[doc.id] = ann
+                prepared[doc.id] = doc_chunks
+        elif fresh:
             for doc, ann in zip(
                 fresh, self.annotator.annotate(fresh, progress=progress), strict=True
             ):
@@ -313,28 +417,36 @@ class IndexBuilder:
                 kept[old_rows] = np.arange(len(chunks), len(chunks) + len(old_rows))
                 chunks.extend(prev_chunks.get(doc.id, []))
                 annotations[doc.id] = prev_ann.get(doc.id, Annotations(document_id=doc.id))
+            elif doc.id in prepared:
+                chunks.extend(prepared[doc.id])
             else:
                 chunks.extend(chunker.split(doc))
         ordered = [annotations[d.id] for d in documents]
         data = IndexData(documents, chunks, ordered, np.zeros((0, 0)), np.zeros((0, 0)))
         prev_chunk_texts = [c.text for c in previous.data.chunks] if previous else []
-        data.vectors, embedded = self._embed_cached(
-            [c.text for c in chunks],
-            prev_chunk_texts,
-            previous.data.vectors if previous else None,
-            progress=progress,
+        dimension = int(previous.manifest.embedding["dimension"]) if previous else None
+        prev_sentences = previous.data.sentence_vectors if previous is not None else None
+        chunk_job = _EmbedJob(
+            [c.text for c in chunks], prev_chunk_texts, previous.chunk_vectors if previous else None
         )
-        data.sentence_vectors, report.embedded_sentences = self._embed_cached(
+        sentence_job = _EmbedJob(
             data.sentence_texts(),
             previous.data.sentence_texts() if previous else [],
-            previous.data.sentence_vectors if previous else None,
-            progress=progress,
+            (lambda rows: prev_sentences[np.asarray(rows)]) if prev_sentences is not None else None,
+        )
+        (data.vectors, embedded), (data.sentence_vectors, report.embedded_sentences) = (
+            self._embed_cached([chunk_job, sentence_job], dimension, progress=progress)
         )
         report.embedded = embedded
         report.documents, report.chunks = len(documents), len(chunks)
         tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
         manifest = self._manifest(hashes, documents, report, data.vectors)
-        if previous is not None:
+        manifest.vector_store = self.vector_store_for(index_dir)
+        milvus = self.milvus_for(index_dir)
+        dense: faiss.Index | None = None
+        if milvus is not None:
+            info = DenseInfo("milvus", len(chunks), int(data.vectors.shape[1]))
+        elif previous is not None and previous.dense is not None:
             dense, info = update_dense(
                 previous.dense, previous.dense_info, data.vectors, kept, self.dense
             )
@@ -342,6 +454,10 @@ class IndexBuilder:
             dense, info = build_dense(data.vectors, self.dense)
         manifest.dense = info.to_dict()
         self._write(tmp, data, dense, manifest, started=started)
+        if milvus is not None:
+            # After the files are written (a failure there leaves Milvus alone), before the
+            # publish: the new version must find every one of its vectors.
+            self._sync_milvus(milvus, data, to_process)
         report.path = publish(index_dir, tmp)
         remove_stale(index_dir, self.keep_versions)
         return report
@@ -371,12 +487,74 @@ class IndexBuilder:
                 _skip(report, rel, reason)
         return hashes
 
+    def _check_collection_owner(self, index_dir: Path) -> None:
+        """Refuse to take over a non-empty Milvus collection that another index fills.
+
+        A build makes the collection hold exactly its own chunks, deleting the rest: a
+        second index folder (an evaluation corpus, a colleague's build) pointed at the
+        same server and collection would wipe the first. A collection is this index's
+        when the live version's manifest names it, or when it is empty; ``--force``
+        takes it over anyway.
+        """
+        milvus = self.milvus_for(index_dir)
+        if milvus is None:
+            return
+        live = current_version(index_dir)
+        if live is not None:
+            try:
+                recorded = read_manifest(live).vector_store
+            except RagError:
+                recorded = {}
+            if self._same_store(recorded, index_dir):
+                return
+        if not MilvusVectors.exists(milvus):
+            return
+        store = MilvusVectors.open(milvus)
+        try:
+            held = store.count()
+        finally:
+            store.close()
+        if held:
+            raise VectorStoreError(
+                f"Milvus collection {milvus.collection!r} at {milvus.uri} already holds {held} "
+                f"chunks of another index than {index_dir}: set RAG_MILVUS_COLLECTION to a "
+                "collection of its own, or `rag index --force` to replace its contents"
+            )
+
+    @staticmethod
+    def _sync_milvus(settings: MilvusSettings, data: IndexData, rewrite: set[str]) -> None:
+        """Upsert and delete by chunk id until the collection holds this version's chunks."""
+        dates = {d.id: d.date for d in data.documents}
+        position: dict[str, int] = {}
+        rows: list[ChunkRow] = []
+        for chunk in data.chunks:
+            n = position.get(chunk.document_id, 0)
+            position[chunk.document_id] = n + 1
+            rows.append(
+                ChunkRow(
+                    chunk_id=chunk.id,
+                    document_id=chunk.document_id,
+                    position=n,
+                    date=dates.get(chunk.document_id),
+                    text=chunk.text,
+                    terms=" ".join(terms(chunk.text)),
+                )
+            )
+        store = MilvusVectors.create_or_open(settings, int(data.vectors.shape[1]))
+        try:
+            vectors = data.vectors
+            store.sync(rows, lambda i: vectors[i], rewrite=rewrite)
+        finally:
+            store.close()
+
     def _dense_current(self, info: DenseInfo) -> bool:
         """The live dense index is of the type (and cells) the settings ask for its size.
 
         Otherwise an unchanged corpus is still rebuilt (embedding nothing), so that a
         changed ``RAG_DENSE_INDEX`` or ``RAG_DENSE_NLIST`` takes effect on the next build.
         """
+        if self.milvus is not None or info.kind == "milvus":
+            return self.milvus is not None and info.kind == "milvus"
         wanted = self.dense.kind_for(info.ntotal)
         if wanted.value != info.kind:
             return False
@@ -405,6 +583,7 @@ class IndexBuilder:
         to_process: set[str] = set()
         seen: dict[str, str] = {}
         prev_sources = previous.manifest.sources if previous else {}
+        preloaded = self._preload(corpus_dir, files, hashes, previous)
         bar = tqdm(
             files, desc="load", unit="file", disable=not progress or len(files) < _BAR_MIN_FILES
         )
@@ -427,8 +606,14 @@ class IndexBuilder:
                     seen[doc_id] = rel
                     report.unchanged.append(doc.id)
                     continue
+            outcome = preloaded.get(rel)
+            if isinstance(outcome, LoadFailure):  # loaded (and failed) on the engine
+                _skip(report, rel, outcome.reason)
+                if outcome.retry:
+                    report.retry.add(rel)
+                continue
             try:
-                doc = load_document(
+                doc = outcome or load_document(
                     path,
                     corpus_dir,
                     max_bytes=self.max_file_bytes,
@@ -451,34 +636,109 @@ class IndexBuilder:
             report.removed = sorted(d.id for d in previous.data.documents if d.id not in current)
         return documents, reused, to_process
 
-    def _embed_cached(
+    def _preload(
         self,
-        texts: list[str],
-        previous_texts: list[str],
-        previous_vectors: np.ndarray | None,
-        *,
-        progress: bool,
-    ) -> tuple[np.ndarray, int]:
-        """One row per text: rows copied for text embedded before, new embeddings for the rest.
+        corpus_dir: Path,
+        files: list[Path],
+        hashes: dict[str, str],
+        previous: _Previous | None,
+    ) -> dict[str, Document | LoadFailure]:
+        """With an engine, every file that will not be reused, loaded there at once.
 
-        Returns the matrix and how many texts were embedded now.
+        The same files ``_load`` would load one by one (a possible duplicate id too: which
+        of two files keeps an id depends on which loads, as it does locally).
         """
-        prev = previous_vectors if previous_vectors is not None and len(previous_vectors) else None
-        cache = {text_hash(t): i for i, t in enumerate(previous_texts)} if prev is not None else {}
-        dim = int(prev.shape[1]) if prev is not None else self.embedder.dimension
-        vectors = np.zeros((len(texts), dim), dtype=np.float32)
+        if self.engine is None:
+            return {}
+        prev_sources = previous.manifest.sources if previous else {}
+        wanted: list[Path] = []
+        for path in files:
+            rel = path.relative_to(corpus_dir).as_posix()
+            if rel not in hashes:
+                continue
+            old = prev_sources.get(rel)
+            reusable = (
+                previous is not None
+                and old is not None
+                and old.sha256 == hashes[rel]
+                and rel in previous.by_path
+            )
+            if not reusable:
+                wanted.append(path)
+        outcomes = self.engine.load(wanted, corpus_dir)
+        return {
+            p.relative_to(corpus_dir).as_posix(): o for p, o in zip(wanted, outcomes, strict=True)
+        }
+
+    def _embed_texts(self, texts: list[str], *, progress: bool) -> np.ndarray:
+        """Vectors of ``texts``: on the engine's embed actors, or with this process's model."""
+        if self.engine is not None:
+            return self.engine.embed(texts)
+        return self.embedder.embed(texts, batch_size=self.batch_size, progress=progress)
+
+    def _embed_cached(
+        self, jobs: list[_EmbedJob], dimension: int | None, *, progress: bool
+    ) -> list[tuple[np.ndarray, int]]:
+        """For each job, one row per text: rows copied for text embedded before, new
+        embeddings for the rest.
+
+        A job's ``previous(rows)`` gives the vectors of its ``previous_texts`` rows; it is
+        called once, for the rows reused, so a Milvus store is asked only for those. A row
+        it cannot give back (NaN: a collection left incomplete) is embedded again. With an
+        engine, every job's missing texts go in one Ray job (its actors load the model
+        once); locally each job is embedded on its own, as it always was. Returns each
+        job's matrix and how many of its texts were embedded now.
+        """
+        plans = [self._plan(job) for job in jobs]
+        fresh_of: list[np.ndarray | None] = []
+        if self.engine is not None:
+            texts = [job.texts[i] for job, plan in zip(jobs, plans, strict=True) for i in plan[2]]
+            every = self._embed_texts(texts, progress=progress) if texts else None
+            start = 0
+            for _, _, missing in plans:
+                part = every[start : start + len(missing)] if every is not None else None
+                fresh_of.append(part if missing else None)
+                start += len(missing)
+        else:
+            for job, (_, _, missing) in zip(jobs, plans, strict=True):
+                texts = [job.texts[i] for i in missing]
+                fresh_of.append(self._embed_texts(texts, progress=progress) if missing else None)
+        out = []
+        for job, (reused, found, missing), fresh in zip(jobs, plans, fresh_of, strict=True):
+            reusing = job.previous is not None and bool(job.previous_texts)
+            dim = dimension if reusing and dimension else None
+            if dim is None:  # no previous index: the model's dimension, from what it embedded
+                dim = int(fresh.shape[1]) if fresh is not None else self.embedder.dimension
+            vectors = np.zeros((len(job.texts), dim), dtype=np.float32)
+            if found is not None:
+                vectors[reused] = np.nan_to_num(found)
+            if fresh is not None:
+                vectors[missing] = fresh
+            out.append((vectors, len(missing)))
+        return out
+
+    @staticmethod
+    def _plan(job: _EmbedJob) -> tuple[list[int], np.ndarray | None, list[int]]:
+        """Rows of ``job`` reused (with their vectors) and rows to embed."""
+        prev = job.previous if job.previous is not None and job.previous_texts else None
+        cache = (
+            {text_hash(t): i for i, t in enumerate(job.previous_texts)} if prev is not None else {}
+        )
         missing: list[int] = []
-        for i, text in enumerate(texts):
+        reused: list[int] = []
+        reused_from: list[int] = []
+        for i, text in enumerate(job.texts):
             row = cache.get(text_hash(text))
-            if row is None or prev is None:
+            if row is None:
                 missing.append(i)
             else:
-                vectors[i] = prev[row]
-        if missing:
-            vectors[missing] = self.embedder.embed(
-                [texts[i] for i in missing], batch_size=self.batch_size, progress=progress
-            )
-        return vectors, len(missing)
+                reused.append(i)
+                reused_from.append(row)
+        found = prev(reused_from) if reused and prev is not None else None
+        if found is not None:
+            lost = np.isnan(found).any(axis=1)
+            missing = sorted(missing + [i for i, gone in zip(reused, lost, strict=True) if gone])
+        return reused, found, missing
 
     def _manifest(
         self,
@@ -518,19 +778,20 @@ class IndexBuilder:
         self,
         folder: Path,
         data: IndexData,
-        dense: faiss.Index,
+        dense: faiss.Index | None,
         manifest: Manifest,
         *,
         started: float,
     ) -> None:
         write_records(folder / RECORDS, data.documents, data.chunks, data.annotations)
         np.save(folder / SENTENCE_VECTORS, data.sentence_vectors, allow_pickle=False)
-        faiss.write_index(dense, str(folder / DENSE))
+        if dense is not None:  # None: the vectors are in Milvus
+            faiss.write_index(dense, str(folder / DENSE))
         lexical = bm25s.BM25()
         corpus_terms = [terms(c.text) or [""] for c in data.chunks]
         lexical.index(corpus_terms or [[""]], show_progress=False)
         lexical.save(str(folder / LEXICAL), allow_pickle=False)
-        names = [RECORDS, SENTENCE_VECTORS, DENSE]
+        names = [RECORDS, SENTENCE_VECTORS] + ([DENSE] if dense is not None else [])
         names += sorted(
             p.relative_to(folder).as_posix() for p in (folder / LEXICAL).rglob("*") if p.is_file()
         )

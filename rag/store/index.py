@@ -2,8 +2,9 @@
 
 What a question does not need stays on disk: documents, chunks and annotations in
 ``records.sqlite``, read per retrieved chunk (``rag.store.records``); the chunk vectors
-only in the FAISS index (``rag.store.dense``); the sentence vectors memory-mapped, so
-only the rows a question reads are paged in.
+only in the FAISS index (``rag.store.dense``), or in a Milvus collection when the
+manifest says so (``rag.store.milvus``); the sentence vectors memory-mapped, so only the
+rows a question reads are paged in.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import bm25s
 import faiss
 import numpy as np
 
-from rag.errors import IndexCorruptError, IndexNotFoundError, UnknownDocumentError
+from rag.errors import (
+    IndexCorruptError,
+    IndexNotFoundError,
+    UnknownDocumentError,
+    VectorStoreError,
+)
 from rag.filters import Filters
 from rag.store import dense as dense_index
 from rag.store.catalog import DocumentCatalog, DocumentRows
@@ -27,6 +33,10 @@ from rag.store.layout import resolve_version
 from rag.store.manifest import Manifest, check_compatible, read_manifest, verify_files
 from rag.store.records import RECORDS, CatalogEntry, RecordStore, read_all
 from rag.types import Annotations, Chunk, Document
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rag.config import Settings
+    from rag.store.milvus import MilvusHit, MilvusVectors
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,25 @@ class Hit(NamedTuple):
 
     row: int
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAccess:
+    """How to reach an external vector store recorded in a manifest (``RAG_MILVUS_*``).
+
+    The manifest says which store holds the vectors; these say how this process reaches
+    it (a replica may use another address or token than the builder did).
+    """
+
+    milvus_uri: str = ""
+    milvus_token: str | None = None
+    #: Rank lexically with Milvus's BM25 instead of the BM25 files (``RAG_MILVUS_LEXICAL``).
+    milvus_lexical: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StoreAccess:
+        token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+        return cls(settings.milvus_uri, token, settings.milvus_lexical == "milvus")
 
 
 @dataclass(slots=True)
@@ -74,10 +103,11 @@ class Index:
         manifest: Manifest,
         records: RecordStore,
         sentence_vectors: np.ndarray,
-        dense: faiss.Index,
+        dense: faiss.Index | MilvusVectors,
         lexical: bm25s.BM25,
         *,
         nprobe: int | None = None,
+        milvus_lexical: bool = False,
     ) -> None:
         self.path = path
         self.manifest = manifest
@@ -99,8 +129,19 @@ class Index:
                 for doc_id, entry in self._catalog.items()
             }
         )
-        self._dense = dense
-        self.dense_info = dense_index.info_of(dense, manifest.dense.get("trained_on", 0))
+        #: The FAISS index, or None when the vectors are in Milvus (``self.milvus``).
+        self._dense: faiss.Index | None = None
+        self.milvus: MilvusVectors | None = None
+        if isinstance(dense, faiss.Index):
+            self._dense = dense
+            self.dense_info = dense_index.info_of(dense, manifest.dense.get("trained_on", 0))
+        else:
+            self.milvus = dense
+            self.dense_info = dense_index.DenseInfo(
+                "milvus", len(records.chunks), int(manifest.embedding["dimension"])
+            )
+        #: BM25 ranking by Milvus instead of the BM25 files (only with the Milvus store).
+        self.milvus_lexical = milvus_lexical and self.milvus is not None
         #: IVF cells searched per question (None: the value stored with the index).
         self.nprobe = nprobe
         self._lexical = lexical
@@ -110,8 +151,23 @@ class Index:
     # -- loading -----------------------------------------------------------------------
 
     @classmethod
+    def from_settings(cls, settings: Settings, index_dir: Path | None = None) -> Index:
+        """Load the index the settings name, verified against their embedding model."""
+        return cls.load(
+            Path(index_dir or settings.index_dir),
+            embedding_model=settings.embedding_model,
+            nprobe=settings.dense_nprobe,
+            access=StoreAccess.from_settings(settings),
+        )
+
+    @classmethod
     def load(
-        cls, index_dir: Path, *, embedding_model: str | None = None, nprobe: int | None = None
+        cls,
+        index_dir: Path,
+        *,
+        embedding_model: str | None = None,
+        nprobe: int | None = None,
+        access: StoreAccess | None = None,
     ) -> Index:
         """Load and verify one version: manifest, format, model, checksums, consistency.
 
@@ -122,7 +178,9 @@ class Index:
         for attempt in range(_LOAD_ATTEMPTS):
             folder = resolve_version(index_dir)
             try:
-                return cls._load_version(folder, embedding_model, nprobe)
+                return cls._load_version(
+                    index_dir, folder, embedding_model, nprobe, access or StoreAccess()
+                )
             except (IndexCorruptError, IndexNotFoundError):
                 if attempt + 1 < _LOAD_ATTEMPTS and resolve_version(index_dir) != folder:
                     log.info("index version %s was replaced while loading; retrying", folder)
@@ -131,34 +189,58 @@ class Index:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @classmethod
-    def _load_version(cls, folder: Path, embedding_model: str | None, nprobe: int | None) -> Index:
+    def _load_version(
+        cls,
+        index_dir: Path,
+        folder: Path,
+        embedding_model: str | None,
+        nprobe: int | None,
+        access: StoreAccess,
+    ) -> Index:
         manifest = read_manifest(folder)
         check_compatible(manifest, embedding_model)
         verify_files(folder, manifest)
         try:
             records = RecordStore(folder / RECORDS)
             sentence_vectors = read_sentence_vectors(folder)
-            dense = read_dense(folder)
             lexical = bm25s.BM25.load(str(folder / LEXICAL), load_corpus=False, mmap=True)
+            dense = None if manifest.vector_store_kind == "milvus" else read_dense(folder)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as exc:
             raise IndexCorruptError(f"cannot read index at {folder}: {exc}") from exc
         n = len(records.chunks)
-        if dense.ntotal != n:
-            raise IndexCorruptError(
-                f"index at {folder} is inconsistent: {n} chunks, {dense.ntotal} dense vectors"
-            )
         if sentence_vectors.shape[0] != records.sentence_count:
             raise IndexCorruptError(f"index at {folder} is inconsistent: sentence vectors")
-        if dense.d != manifest.embedding["dimension"]:
-            raise IndexCorruptError(f"index at {folder}: vector dimension differs from manifest")
+        store: faiss.Index | MilvusVectors
+        if dense is None:
+            store = open_milvus(index_dir, manifest, access)
+            kind = "milvus"
+        else:
+            if dense.ntotal != n:
+                raise IndexCorruptError(
+                    f"index at {folder} is inconsistent: {n} chunks, {dense.ntotal} dense vectors"
+                )
+            if dense.d != manifest.embedding["dimension"]:
+                raise IndexCorruptError(
+                    f"index at {folder}: vector dimension differs from manifest"
+                )
+            store, kind = dense, dense_index.info_of(dense).kind
         log.info(
             "loaded index %s: %d documents, %d chunks, %s dense index",
             folder,
             len(records.documents),
             n,
-            dense_index.info_of(dense).kind,
+            kind,
         )
-        return cls(folder, manifest, records, sentence_vectors, dense, lexical, nprobe=nprobe)
+        return cls(
+            folder,
+            manifest,
+            records,
+            sentence_vectors,
+            store,
+            lexical,
+            nprobe=nprobe,
+            milvus_lexical=access.milvus_lexical,
+        )
 
     @property
     def version(self) -> str:
@@ -195,17 +277,54 @@ class Index:
     # -- search ------------------------------------------------------------------------
 
     def dense_search(
-        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        *,
+        filters: Filters | None = None,
     ) -> list[Hit]:
-        """Top ``k`` chunks by inner product with a normalised query vector."""
+        """Top ``k`` chunks by inner product with a normalised query vector.
+
+        FAISS restricts its search to the ``allowed`` rows; Milvus gets ``filters`` as a
+        boolean expression instead (``allowed`` is what they allow, for the size checks).
+        """
         if k <= 0 or not self.chunks or (allowed is not None and allowed.size == 0):
             return []
         k = min(k, len(self.chunks) if allowed is None else int(allowed.size))
+        if self.milvus is not None:
+            if allowed is not None and filters is None:
+                raise ValueError("a Milvus dense search needs the filters behind `allowed`")
+            return self._rows_of(self.milvus.search(query, k, filters))
+        assert self._dense is not None
         scores, rows = dense_index.search(self._dense, query, k, allowed, self.nprobe)
         return [Hit(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0]
 
+    def _rows_of(self, hits: list[MilvusHit]) -> list[Hit]:
+        """This version's rows of Milvus hits; a chunk this version does not hold is left out.
+
+        The collection is shared by every version and updated by a build before it
+        publishes, so for a few seconds it may be ahead of the version served: a hit on
+        a document this version lacks, or whose chunk at that position is another, is not
+        this version's and is dropped.
+        """
+        found: list[Hit] = []
+        for hit in hits:
+            entry = self._catalog.get(hit.document_id)
+            if entry is None or not 0 <= hit.position < entry.chunk_count:
+                continue
+            row = entry.chunk_row0 + hit.position
+            if self.chunks[row].id == hit.chunk_id:
+                found.append(Hit(row, hit.score))
+        return found
+
     def lexical_search(
-        self, query_terms: list[str], k: int, allowed: np.ndarray | None = None
+        self,
+        query_terms: list[str],
+        k: int,
+        allowed: np.ndarray | None = None,
+        *,
+        filters: Filters | None = None,
     ) -> list[Hit]:
         """Top ``k`` chunks by BM25 over stemmed terms; chunks that share no term are left out.
 
@@ -216,6 +335,10 @@ class Index:
         """
         if k <= 0 or not self.chunks or not query_terms:
             return []
+        if self.milvus_lexical and self.milvus is not None:
+            if allowed is not None and allowed.size == 0:
+                return []
+            return self._rows_of(self.milvus.full_text_search(query_terms, k, filters))
         rows, scores = self._term_scores(query_terms)
         if allowed is not None and rows.size:
             if allowed.size == 0:
@@ -257,6 +380,26 @@ class Index:
         return rows, scores
 
 
+def open_milvus(index_dir: Path, manifest: Manifest, access: StoreAccess) -> MilvusVectors:
+    """The Milvus collection a manifest names, reached as ``access`` says."""
+    from rag.store.milvus import MilvusSettings, MilvusVectors, resolve_uri
+
+    recorded = manifest.vector_store
+    settings = MilvusSettings(
+        uri=resolve_uri(access.milvus_uri, index_dir, recorded),
+        collection=str(recorded.get("collection", "rag_chunks")),
+        token=access.milvus_token,
+        index_type=str(recorded.get("index_type", "FLAT")),
+    )
+    store = MilvusVectors.open(settings)
+    if store.dimension() != manifest.embedding["dimension"]:
+        raise VectorStoreError(
+            f"Milvus collection {settings.collection!r} holds vectors of another dimension "
+            "than the index: rebuild with `rag index`"
+        )
+    return store
+
+
 def read_sentence_vectors(folder: Path) -> np.ndarray:
     """Memory-mapped, read-only: paged in row by row as questions read them."""
     return np.load(folder / SENTENCE_VECTORS, mmap_mode="r", allow_pickle=False)
@@ -267,12 +410,19 @@ def read_dense(folder: Path) -> faiss.Index:
     return faiss.read_index(str(folder / DENSE))
 
 
-def read_data(folder: Path, dense: faiss.Index) -> IndexData:
-    """A version's data with its chunk vectors read back from ``dense`` (for the builder)."""
+def read_data(folder: Path, dense: faiss.Index | None) -> IndexData:
+    """A version's data with its chunk vectors read back from ``dense`` (for the builder).
+
+    ``None``: the vectors are in Milvus and stay there (``vectors`` is empty); the builder
+    fetches the few it reuses by chunk id.
+    """
     try:
         documents, chunks, annotations = read_all(folder / RECORDS)
     except sqlite3.Error as exc:
         raise IndexCorruptError(f"cannot read {folder / RECORDS}: {exc}") from exc
+    if dense is None:
+        empty = np.zeros((0, 0), dtype=np.float32)
+        return IndexData(documents, chunks, annotations, empty, read_sentence_vectors(folder))
     vectors = dense_index.vectors_of(dense)
     if vectors.shape[0] != len(chunks):
         raise IndexCorruptError(f"index at {folder} is inconsistent: chunks and dense vectors")

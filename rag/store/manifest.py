@@ -43,6 +43,14 @@ class Manifest:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The dense index's type and parameters (``rag.store.dense.DenseInfo``).
     dense: dict[str, Any] = field(default_factory=dict)
+    #: Which store holds the chunk vectors: ``{"kind": "faiss"}`` (``dense.faiss`` in this
+    #: folder) or a Milvus collection (``rag.store.milvus.MilvusSettings.describe``).
+    #: Manifests written before it existed are FAISS ones.
+    vector_store: dict[str, Any] = field(default_factory=lambda: {"kind": "faiss"})
+
+    @property
+    def vector_store_kind(self) -> str:
+        return str(self.vector_store.get("kind", "faiss"))
 
     @property
     def embedding_model(self) -> str:

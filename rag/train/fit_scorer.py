@@ -215,9 +215,7 @@ def external_pipeline(settings: Settings, components: Components, corpus: Path) 
     index_dir = EXTERNAL_DIR / "index"
     IndexBuilder.from_settings(settings).build(corpus, index_dir, progress=True)
     ext = settings.model_copy(update={"index_dir": index_dir, "corpus_dir": corpus})
-    index = Index.load(
-        index_dir, embedding_model=settings.embedding_model, nprobe=settings.dense_nprobe
-    )
+    index = Index.from_settings(settings, index_dir)
     return Pipeline(ext, replace(components, index=index))
 
 

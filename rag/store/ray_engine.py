@@ -1,0 +1,306 @@
+"""The Ray indexing engine: read, clean, annotate, chunk and embed on a Ray cluster.
+
+``rag index --engine ray`` runs the three costly steps of a build as Ray Data jobs and
+keeps everything else where it is: the builder still decides what is new, changed or
+unchanged, reuses what it can, merges the results in corpus order and writes, checksums
+and publishes the version exactly as the local engine does (``rag.store.builder``). So
+the index is the same format, and a build that fails anywhere publishes nothing.
+
+1. **Load**: each file to (re)process is read and cleaned by a Ray task on whichever
+   node runs it, so the corpus must be at the same path on every node (a shared
+   filesystem; README "Scaling out").
+2. **Annotate and chunk**: an actor pool; each actor loads spaCy and the embedding
+   model's tokenizer (chunk sizes are in its tokens) once, then takes batches of
+   documents.
+3. **Embed**: an actor pool; each actor loads the embedding model once and embeds
+   batches of ``RAG_EMBED_BATCH_SIZE`` texts.
+
+Ray Data restarts an actor whose process dies and retries its batch on another
+(``max_restarts`` here; Ray's own default is to retry forever). Every result carries its
+input's position, so the merge never depends on the order Ray finishes in. Results come
+back to the driver through Ray's object store; the driver alone writes the index.
+
+``ray[data]`` is an optional extra (``pip install 'rag[ray]'``), imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.annotate import Annotator
+from rag.chunking import Chunker, ChunkerSettings
+from rag.embedding import SentenceTransformerEmbedder
+from rag.errors import DocumentLoadError, IndexingEngineError
+from rag.types import Annotations, Chunk, Document
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import ray.data
+
+log = logging.getLogger(__name__)
+
+#: Documents per annotate-and-chunk batch: a few, so that the pool shares a small corpus.
+DOCUMENTS_PER_BATCH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RayOptions:
+    """Where the cluster is and how much of it a build uses."""
+
+    #: ``None`` starts a local Ray; ``"auto"`` joins the cluster of this node
+    #: (``ray start --head``); ``"ray://head:10001"`` connects through Ray Client.
+    address: str | None = None
+    #: Actors in each pool (and CPUs of a local Ray).
+    workers: int = 2
+    #: Restarts of a dead actor before the build fails (-1: Ray's default, forever).
+    max_restarts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLimits:
+    """The ingest limits of ``rag.ingest.load_document``, sent to every loading task."""
+
+    max_bytes: int
+    max_chars: int | None
+    max_zip_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailure:
+    """Why a file was not loaded, and whether the next build should try it again."""
+
+    reason: str
+    retry: bool
+
+
+def _load_batch(batch: dict[str, np.ndarray], root: str, limits: LoadLimits) -> dict[str, Any]:
+    """Ray task: read and clean files; a failure is the file's, never the build's."""
+    from rag.ingest import load_document
+
+    docs, errors, retries = [], [], []
+    for path in batch["path"]:
+        try:
+            doc = load_document(
+                Path(str(path)),
+                Path(root),
+                max_bytes=limits.max_bytes,
+                max_chars=limits.max_chars,
+                max_zip_ratio=limits.max_zip_ratio,
+            )
+        except DocumentLoadError as exc:
+            docs.append("")
+            errors.append(exc.reason)
+            retries.append(False)
+            continue
+        except Exception as exc:  # a loader's own failure: this file, not the build
+            docs.append("")
+            errors.append(f"failed to load: {exc.__class__.__name__}: {exc}")
+            retries.append(True)
+            continue
+        docs.append(json.dumps(doc.to_dict(), ensure_ascii=False))
+        errors.append("")
+        retries.append(False)
+    return {
+        "i": batch["i"],
+        "doc": np.array(docs, dtype=object),
+        "error": np.array(errors, dtype=object),
+        "retry": np.array(retries),
+    }
+
+
+class PrepareActor:
+    """Ray actor: annotates and chunks documents; spaCy and the tokenizer load once."""
+
+    def __init__(self, spacy_model: str, embedding_model: str, chunker: dict[str, int]) -> None:
+        self.annotator = Annotator(spacy_model)
+        self.embedder = SentenceTransformerEmbedder(embedding_model)
+        self.annotator.warm_up()
+        self.embedder.warm_up()
+        self.chunker = Chunker(ChunkerSettings(**chunker), self.embedder.count_tokens)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        docs = [Document.from_dict(json.loads(str(d))) for d in batch["doc"]]
+        annotations = self.annotator.annotate(docs)
+        return {
+            "i": batch["i"],
+            "annotations": np.array([json.dumps(a.to_dict()) for a in annotations], dtype=object),
+            "chunks": np.array(
+                [json.dumps([c.to_dict() for c in self.chunker.split(d)]) for d in docs],
+                dtype=object,
+            ),
+        }
+
+
+class EmbedActor:
+    """Ray actor: embeds batches of texts; the model loads once per actor."""
+
+    def __init__(self, embedding_model: str) -> None:
+        self.embedder = SentenceTransformerEmbedder(embedding_model)
+        self.embedder.warm_up()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        texts = [str(t) for t in batch["text"]]
+        vectors = self.embedder.embed(texts, batch_size=max(len(texts), 1))
+        return {"i": batch["i"], "vector": vectors}
+
+
+class RayEngine:
+    """Runs a build's load, annotate-and-chunk and embed steps as Ray Data jobs."""
+
+    def __init__(
+        self,
+        options: RayOptions,
+        *,
+        embedding_model: str,
+        spacy_model: str,
+        chunker_settings: ChunkerSettings,
+        batch_size: int,
+        limits: LoadLimits,
+        prepare_actor: type[PrepareActor] = PrepareActor,
+        embed_actor: type[EmbedActor] = EmbedActor,
+    ) -> None:
+        if options.workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.options = options
+        self.embedding_model = embedding_model
+        self.spacy_model = spacy_model
+        self.chunker_settings = chunker_settings
+        self.batch_size = batch_size
+        self.limits = limits
+        #: The actor classes (a test gives subclasses that kill their own process).
+        self.prepare_actor = prepare_actor
+        self.embed_actor = embed_actor
+
+    # -- the cluster ---------------------------------------------------------------------
+
+    def _ray(self) -> Any:
+        """The ``ray`` module, connected: a running Ray is used as it is."""
+        try:
+            import ray
+            import ray.data
+        except ImportError as exc:
+            raise IndexingEngineError(
+                "`rag index --engine ray` needs Ray Data: pip install 'rag[ray]'"
+            ) from exc
+        if not ray.is_initialized():
+            # Ray reports usage statistics by default; nothing leaves the machine unasked.
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            try:
+                if self.options.address is None:
+                    ray.init(num_cpus=self.options.workers, include_dashboard=False)
+                else:
+                    ray.init(address=self.options.address)
+            except Exception as exc:  # ConnectionError, RuntimeError, ray's own
+                raise IndexingEngineError(
+                    f"cannot start or reach Ray at {self.options.address or 'a local Ray'}: {exc}"
+                ) from exc
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        return ray
+
+    def _run(self, dataset: ray.data.Dataset, step: str) -> list[dict[str, Any]]:
+        """Every output row of a job, in input order (by the ``i`` each row carries)."""
+        try:
+            rows = dataset.take_all()
+        except Exception as exc:  # a job that ran out of retries: the build fails
+            raise IndexingEngineError(f"Ray {step} failed: {exc}") from exc
+        return sorted(rows, key=lambda row: int(row["i"]))
+
+    def _map_actors(
+        self, dataset: ray.data.Dataset, actor: type, kwargs: dict[str, Any], batch_size: int
+    ) -> ray.data.Dataset:
+        """``dataset`` through a fixed pool of ``actor``s whose deaths are bounded.
+
+        Ray Data's default restarts a dead actor and retries its batch forever, so one
+        input that kills every worker would hang the build; ``max_restarts`` bounds both.
+        Ray 2.60 takes them only as the ``ray_remote_args`` it warns are deprecated.
+        """
+        import ray.data
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            return dataset.map_batches(
+                actor,
+                fn_constructor_kwargs=kwargs,
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=self.options.workers),
+                max_restarts=self.options.max_restarts,
+                max_task_retries=self.options.max_restarts,
+            )
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def load(self, paths: list[Path], corpus_dir: Path) -> list[Document | LoadFailure]:
+        """Each file read and cleaned by a Ray task (the paths must be visible to workers)."""
+        if not paths:
+            return []
+        ray = self._ray()
+        items = [{"i": i, "path": str(p.absolute())} for i, p in enumerate(paths)]
+        dataset = ray.data.from_items(items).map_batches(
+            _load_batch,
+            fn_kwargs={"root": str(corpus_dir.absolute()), "limits": self.limits},
+            batch_size=DOCUMENTS_PER_BATCH,
+            batch_format="numpy",
+        )
+        out: list[Document | LoadFailure] = []
+        for row in self._run(dataset, "load"):
+            if row["error"]:
+                out.append(LoadFailure(str(row["error"]), bool(row["retry"])))
+            else:
+                out.append(Document.from_dict(json.loads(str(row["doc"]))))
+        return out
+
+    def prepare(self, documents: list[Document]) -> list[tuple[Annotations, list[Chunk]]]:
+        """Annotations and chunks of each document, in order, by the prepare actors."""
+        if not documents:
+            return []
+        ray = self._ray()
+        items = [
+            {"i": i, "doc": json.dumps(d.to_dict(), ensure_ascii=False)}
+            for i, d in enumerate(documents)
+        ]
+        dataset = self._map_actors(
+            ray.data.from_items(items),
+            self.prepare_actor,
+            {
+                "spacy_model": self.spacy_model,
+                "embedding_model": self.embedding_model,
+                "chunker": {
+                    "chunk_tokens": self.chunker_settings.chunk_tokens,
+                    "chunk_overlap": self.chunker_settings.chunk_overlap,
+                },
+            },
+            DOCUMENTS_PER_BATCH,
+        )
+        return [
+            (
+                Annotations.from_dict(json.loads(str(row["annotations"]))),
+                [Chunk.from_dict(c) for c in json.loads(str(row["chunks"]))],
+            )
+            for row in self._run(dataset, "annotate and chunk")
+        ]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised vectors of ``texts``, one row each, by the embed actors."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        ray = self._ray()
+        items = [{"i": i, "text": t} for i, t in enumerate(texts)]
+        dataset = self._map_actors(
+            ray.data.from_items(items),
+            self.embed_actor,
+            {"embedding_model": self.embedding_model},
+            self.batch_size,
+        )
+        rows = self._run(dataset, "embed")
+        if len(rows) != len(texts):
+            raise IndexingEngineError(f"Ray embed returned {len(rows)} vectors for {len(texts)}")
+        return np.ascontiguousarray(np.stack([row["vector"] for row in rows]), dtype=np.float32)

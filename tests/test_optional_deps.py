@@ -1,0 +1,24 @@
+"""`make run` with no configuration needs neither Milvus nor Ray: they are optional extras."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_the_default_path_imports_neither_pymilvus_nor_ray() -> None:
+    """Importing the service, the CLI and the builder must not pull in the extras."""
+    code = (
+        "import sys\n"
+        "import rag.api.app, rag.cli, rag.pipeline, rag.store.builder, rag.store.index\n"
+        "from rag.config import Settings\n"
+        "assert Settings(_env_file=None).vector_store == 'faiss'\n"
+        "loaded = sorted(m for m in ('pymilvus', 'milvus_lite', 'ray') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
