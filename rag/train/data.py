@@ -16,7 +16,9 @@ Every answer is checked against its context (``context[start:end] == answer``);
 examples that fail are dropped and counted per source. Windows of a paragraph that do
 not hold the answer are further no-answer examples (a seeded fraction of them), and so
 are cross-article negatives: a factual question paired with a lexically similar
-paragraph of another article that does not contain its answer.
+paragraph of another article that does not contain its answer, and adversarial twins
+(:func:`make_adversarial`): a question with one name or number swapped for one its
+paragraph never mentions.
 
 The held-out slice for model selection is chosen by *article* (title, or document id),
 never by question or paragraph, per source, by a hash order: the same articles are held
@@ -89,6 +91,7 @@ class SourceStats:
     heldout: int = 0
     negatives_train: int = 0
     negatives_heldout: int = 0
+    adversarial_train: int = 0  # unanswerable twins (make_adversarial), train only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -516,6 +519,122 @@ def make_negatives(
             )
         )
     return negatives
+
+
+#: A run of capitalised words: the names a question asks about ("Notre Dame", "Beyoncé").
+_NAME = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:of\s+|the\s+|de\s+)?[A-Z][\w'’.-]*)*")
+_NUMBER = re.compile(r"\b\d+\b")
+_QUESTION_WORDS = frozenset(
+    "what which who whom whose when where why how in on at during after before the a an "
+    "is are was were did does do can could according".split()
+)
+
+
+def _question_names(question: str) -> list[re.Match[str]]:
+    """Capitalised names in ``question``, past its first word (which is capitalised
+    whatever it is) and not a stop word ("For", "The")."""
+    return [
+        m
+        for m in _NAME.finditer(question)
+        if m.start() > 0
+        and m.group(0).split()[0].lower() not in _QUESTION_WORDS | _STOP
+        and len(m.group(0)) > 2
+    ]
+
+
+def _swap_number(question: str, folded_context: str, rng: random.Random) -> str | None:
+    """Change one number of the question to a nearby one its context never mentions."""
+    matches = [m for m in _NUMBER.finditer(question) if m.group(0) in folded_context.split()]
+    if not matches:
+        return None
+    m = rng.choice(matches)
+    n = int(m.group(0))
+    deltas = [d for d in range(-12, 13) if d] if 1000 <= n <= 2100 else [n, 1, 2, 3, -1]
+    rng.shuffle(deltas)
+    for d in deltas:
+        new = str(n + d)
+        if n + d > 0 and new not in folded_context.split():
+            return question[: m.start()] + new + question[m.end() :]
+    return None
+
+
+def _swap_name(
+    question: str, folded_context: str, names: Sequence[str], rng: random.Random
+) -> str | None:
+    """Change one name of the question that its context holds to a name from another
+    article that the context never mentions."""
+    padded = f" {folded_context} "
+    matches = [m for m in _question_names(question) if f" {_fold(m.group(0))} " in padded]
+    if not matches or not names:
+        return None
+    m = rng.choice(matches)
+    for _ in range(20):
+        new = rng.choice(names)
+        folded = _fold(new)
+        if folded and f" {folded} " not in padded and folded != _fold(m.group(0)):
+            return question[: m.start()] + new + question[m.end() :]
+    return None
+
+
+def make_adversarial(
+    examples: Sequence[Example],
+    fraction: float,
+    seed: int,
+    *,
+    sources: Sequence[str] = (SQUAD11, SHIFTS),
+) -> list[Example]:
+    """Unanswerable twins of a seeded ``fraction`` of answerable ``sources`` questions:
+    the same paragraph, with one name or number of the question swapped for one the
+    paragraph never mentions ("When did Beyoncé leave Destiny's Child?" -> "When did
+    Rihanna leave Destiny's Child?").
+
+    Why: the only adversarial unanswerable questions in the shared data are SQuAD 2.0
+    dev-28's ~4k, and the model abstained on 15 % of held-out ones. Such a question stays
+    on topic and its other words still match the paragraph, so only reading which entity
+    or date is asked about tells it apart from its answerable twin; cross-article
+    negatives (:func:`make_negatives`) never teach that. Replacement names come from
+    other articles' questions, so they are real names of the same register; a swap is
+    made only when the original name or number appears in the paragraph and the new one
+    does not, so the twin's question is one the paragraph cannot answer. Antonym and
+    negation edits (the other SQuAD 2.0 kinds) are not made: without a lexicon they
+    often leave the question answerable.
+    """
+    if fraction <= 0:
+        return []
+    pool = [ex for ex in examples if ex.source in sources and ex.has_answer]
+    names_by_title: dict[str, list[str]] = {}
+    for ex in pool:
+        names_by_title.setdefault(ex.title, []).extend(
+            m.group(0) for m in _question_names(ex.question)
+        )
+    titles = sorted(t for t, names in names_by_title.items() if names)
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for ex in pool:
+        if rng.random() >= fraction:
+            continue
+        folded_context = _fold(ex.context)
+        question = _swap_number(ex.question, folded_context, rng) if rng.random() < 0.3 else None
+        other = rng.choice(titles) if titles else ex.title
+        if question is None and other != ex.title:
+            question = _swap_name(ex.question, folded_context, names_by_title[other], rng)
+        if question is None:
+            question = _swap_number(ex.question, folded_context, rng)
+        if question is None:
+            continue
+        out.append(
+            Example(
+                id=f"{ex.id}:adv",
+                source=ex.source,
+                question=question,
+                context=ex.context,
+                answer_start=-1,
+                answer_end=-1,
+                answers=(),
+                title=ex.title,
+            )
+        )
+    return out
 
 
 def label_window(window: EncodedWindow, start_char: int, end_char: int) -> tuple[int, int]:

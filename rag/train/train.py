@@ -78,6 +78,7 @@ from rag.train.data import (
     SourceStats,
     build_windows,
     load_source,
+    make_adversarial,
     make_negatives,
     parse_mix,
     sample_fraction,
@@ -121,6 +122,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     no_answer_keep: float = 0.5
     negative_fraction: float = 0.1
+    adversarial_fraction: float = 0.0  # of SQuAD 1.1 / SQuADShifts train questions
     heldout: str = DEFAULT_HELDOUT
     heldout_max_per_source: int = 150  # cap per source except squad2 (all its held-out)
     evals_per_epoch: int = 2
@@ -194,7 +196,7 @@ def validate(cfg: TrainConfig) -> None:
         raise SystemExit("--doc-stride must be in [0, max_seq_len // 2)")
     if cfg.epochs <= 0 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.max_minutes <= 0:
         raise SystemExit("--epochs, --batch-size, --lr and --max-minutes must be positive")
-    for name in ("no_answer_keep", "negative_fraction", "warmup"):
+    for name in ("no_answer_keep", "negative_fraction", "adversarial_fraction", "warmup"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be in [0, 1]")
     try:
@@ -606,6 +608,9 @@ def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
         for name in neg_sources
         for neg in make_negatives(train, cfg.negative_fraction, cfg.seed, source=name)
     ]
+    # Unanswerable twins, for training only: the held-out slice keeps real questions, so
+    # model selection (and its abstention score) is judged on SQuAD 2.0's own.
+    train_neg += make_adversarial(train, cfg.adversarial_fraction, cfg.seed + 2)
     heldout_neg = [
         neg
         for name in neg_sources
@@ -628,10 +633,15 @@ def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
         st.dropped_long_answer = (
             train_ws.dropped_long_answer[name] + held_ws.dropped_long_answer[name]
         )
-        st.train = sum(1 for ex in train_ex if ex.source == name and not ex.id.endswith(":neg"))
+        st.train = sum(
+            1 for ex in train_ex if ex.source == name and not ex.id.endswith((":neg", ":adv"))
+        )
         st.heldout = sum(1 for ex in held_ex if ex.source == name and not ex.id.endswith(":neg"))
         st.negatives_train = sum(
             1 for ex in train_ex if ex.source == name and ex.id.endswith(":neg")
+        )
+        st.adversarial_train = sum(
+            1 for ex in train_ex if ex.source == name and ex.id.endswith(":adv")
         )
         st.negatives_heldout = sum(
             1 for ex in held_ex if ex.source == name and ex.id.endswith(":neg")
