@@ -615,7 +615,10 @@ def make_adversarial(
             continue
         folded_context = _fold(ex.context)
         question = _swap_number(ex.question, folded_context, rng) if rng.random() < 0.3 else None
-        other = rng.choice(titles) if titles else ex.title
+        pick = rng.randrange(len(titles)) if titles else 0
+        other = titles[pick] if titles else ex.title
+        if other == ex.title and len(titles) > 1:  # another article's names, never its own
+            other = titles[(pick + 1) % len(titles)]
         if question is None and other != ex.title:
             question = _swap_name(ex.question, folded_context, names_by_title[other], rng)
         if question is None:

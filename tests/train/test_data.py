@@ -27,6 +27,7 @@ from rag.train.data import (
     load_qed,
     load_source,
     load_squad,
+    make_adversarial,
     make_negatives,
     normalize_ptb_quotes,
     parse_mix,
@@ -385,3 +386,43 @@ def test_negatives_never_contain_the_answer_and_are_seeded() -> None:
         assert not neg.has_answer and neg.answers == ()
         assert neg.context != src.context and neg.title != src.title
         assert src.answers[0] not in neg.context
+
+
+def _squad(i: int, title: str, question: str, context: str, answer: str) -> Example:
+    start = context.index(answer)
+    return Example(
+        f"{title}-{i}", SQUAD11, question, context, start, start + len(answer), (answer,), title
+    )
+
+
+def test_adversarial_twins_swap_a_name_or_number_the_paragraph_never_mentions() -> None:
+    beyonce = "Beyoncé left Destiny's Child in 2005 and released Dangerously in Love."
+    paris = "Paris hosted the Exposition Universelle in 1889, when Gustave Eiffel built a tower."
+    examples = [
+        _squad(0, "Beyoncé", "When did Beyoncé leave Destiny's Child?", beyonce, "2005"),
+        _squad(1, "Beyoncé", "What did Beyoncé release after 2005?", beyonce, "Dangerously"),
+        _squad(2, "Paris", "Who built a tower in Paris in 1889?", paris, "Gustave Eiffel"),
+        _squad(3, "Paris", "Which exhibition did Paris host?", paris, "Exposition Universelle"),
+    ]
+    twins = make_adversarial(examples, 1.0, seed=3)
+    assert twins == make_adversarial(examples, 1.0, seed=3)
+    assert len(twins) == len(examples)
+    by_id = {ex.id: ex for ex in examples}
+    for twin in twins:
+        src = by_id[twin.id.removesuffix(":adv")]
+        assert not twin.has_answer and twin.answers == () and twin.context == src.context
+        assert twin.question != src.question
+        new_words = set(twin.question.split()) - set(src.question.split())
+        # The swapped-in words are not in the paragraph: it cannot answer the twin.
+        assert new_words and not any(w.strip("?,") in src.context for w in new_words)
+    assert make_adversarial(examples, 0.0, seed=3) == []
+
+
+def test_adversarial_twins_from_real_squad_are_mostly_made_and_never_keep_the_question() -> None:
+    spec = next(s for s in SOURCES if s.name == SQUAD11)
+    examples, _ = load_source(spec, DATASETS)
+    sample = examples[:3000]
+    twins = make_adversarial(sample, 0.5, seed=1)
+    assert 0.4 * 0.5 * len(sample) < len(twins) <= 0.5 * len(sample) * 1.1
+    by_id = {ex.id: ex for ex in sample}
+    assert all(t.question != by_id[t.id.removesuffix(":adv")].question for t in twins)
