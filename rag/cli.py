@@ -263,19 +263,9 @@ def eval_command(
 
 def _ray_engine(settings: Settings, address: str | None, workers: int) -> Any:
     """The Ray engine for ``rag index --engine ray`` (Ray itself is imported when it runs)."""
-    from rag.chunking import ChunkerSettings
-    from rag.store.ray_engine import LoadLimits, RayEngine, RayOptions
+    from rag.store.ray_engine import RayEngine, RayOptions
 
-    return RayEngine(
-        RayOptions(address=address, workers=workers),
-        embedding_model=settings.embedding_model,
-        spacy_model=settings.spacy_model,
-        chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
-        batch_size=settings.embed_batch_size,
-        limits=LoadLimits(
-            settings.max_file_bytes, settings.max_document_chars, settings.max_zip_ratio
-        ),
-    )
+    return RayEngine.from_settings(settings, RayOptions(address=address, workers=workers))
 
 
 def _index_corpus(settings: Settings, corpus: Path, index_dir: Path | None) -> Settings:

@@ -44,6 +44,8 @@ from rag.types import Annotations, Chunk, Document
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import ray.data
 
+    from rag.config import Settings
+
 log = logging.getLogger(__name__)
 
 #: Documents per annotate-and-chunk batch: a few, so that the pool shares a small corpus.
@@ -177,6 +179,28 @@ class RayEngine:
         #: The actor classes (a test gives subclasses that kill their own process).
         self.prepare_actor = prepare_actor
         self.embed_actor = embed_actor
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        options: RayOptions,
+        *,
+        embed_actor: type[EmbedActor] = EmbedActor,
+    ) -> RayEngine:
+        """The engine for ``settings``: the same models, chunking and load limits as the
+        local build, so both engines produce the same index."""
+        return cls(
+            options,
+            embedding_model=settings.embedding_model,
+            spacy_model=settings.spacy_model,
+            chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
+            batch_size=settings.embed_batch_size,
+            limits=LoadLimits(
+                settings.max_file_bytes, settings.max_document_chars, settings.max_zip_ratio
+            ),
+            embed_actor=embed_actor,
+        )
 
     # -- the cluster ---------------------------------------------------------------------
 

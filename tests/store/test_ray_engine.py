@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag.chunking import ChunkerSettings
 from rag.errors import IndexingEngineError
 from rag.store.builder import IndexBuilder
 from rag.store.dense import vectors_of
 from rag.store.index import Index
 from rag.store.layout import VERSIONS, current_target
-from rag.store.ray_engine import EmbedActor, LoadLimits, RayEngine, RayOptions
+from rag.store.ray_engine import EmbedActor, RayEngine, RayOptions
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow
@@ -80,15 +79,9 @@ def ray_builder(
     """The session's builder with the Ray engine (``workers`` actors per step)."""
     settings = make_settings()
     clone = copy.copy(builder)
-    clone.engine = RayEngine(
+    clone.engine = RayEngine.from_settings(
+        settings,
         RayOptions(address=None, workers=workers, max_restarts=max_restarts),
-        embedding_model=settings.embedding_model,
-        spacy_model=settings.spacy_model,
-        chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
-        batch_size=settings.embed_batch_size,
-        limits=LoadLimits(
-            settings.max_file_bytes, settings.max_document_chars, settings.max_zip_ratio
-        ),
         embed_actor=embed_actor,
     )
     return clone
