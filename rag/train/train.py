@@ -725,6 +725,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     """
     t_start = time.monotonic()
     budget = cfg.max_minutes * 60.0
+    # Read now: a commit made while the run trains is not the code that prepared its data.
+    commit = git_commit()
     import torch
     import transformers
     from safetensors.torch import save_file
@@ -990,7 +992,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "task": "extractive question answering (SQuAD 2.0 style: CLS = no answer)",
         "base_model": base_info,
-        "code_commit": git_commit(),
+        "code_commit": commit,
         "data": {
             "root": shown_path(data_path(cfg)),
             "files": [f for st in data.sources.values() for f in st.files],
