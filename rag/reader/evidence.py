@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import numpy as np
-
 from rag.lexical import terms
 from rag.reader.question import Question
 from rag.store.index import Index
@@ -85,7 +83,6 @@ def _occurrences(
 
 def collect(
     question: Question,
-    qvec: np.ndarray,
     passages: list[Passage],
     index: Index,
     *,
@@ -130,12 +127,11 @@ def collect(
     total = sum(weights.values()) or 1.0
     doc_terms = {d: set(terms(index.documents[d].text)) for d in {s.document_id for s in sentences}}
     for ev in sentences:
-        _features(ev, question, qvec, index, weights, total, doc_terms[ev.document_id])
+        _features(ev, question, index, weights, total, doc_terms[ev.document_id])
     sentences.sort(key=lambda s: -s.relevance)
     for rank, ev in enumerate(sentences):
         ev.rank = rank
         ev.features["sentence_rank"] = math.log1p(rank)
-        ev.features["cos_gap"] = sentences[0].features["cos"] - ev.features["cos"]
     return sentences
 
 
@@ -180,7 +176,6 @@ def _coverage(present: set[str], weights: dict[str, float], total: float) -> flo
 def _features(
     ev: EvidenceSentence,
     question: Question,
-    qvec: np.ndarray,
     index: Index,
     weights: dict[str, float],
     total: float,
@@ -194,8 +189,6 @@ def _features(
     window_text = doc.text[lo:hi] + " " + _metadata_text(doc)
     sent_terms = set(terms(sentence_text))
     window_terms = set(terms(window_text))
-    row = index.sentence_row0[ev.document_id] + ev.index_in_document
-    cos = float(index.sentence_vectors[row] @ qvec)
     names = [e for e in question.entities if terms(e)]
     acronyms = document_acronyms(doc.text)
     missing = sum(1 for e in names if not _named_in(e, window_terms, acronyms))
@@ -203,7 +196,6 @@ def _features(
     numbers_missing = sum(1 for n in question.numbers if n not in window_text)
     numbers_missing_doc = sum(1 for n in question.numbers if n not in doc.text)
     ev.features = {
-        "cos": cos,
         "coverage": _coverage(sent_terms, weights, total),
         "window_coverage": _coverage(window_terms, weights, total),
         "missing_entities": float(missing),
@@ -213,8 +205,7 @@ def _features(
         "passage_rank": math.log1p(ev.passage_rank),
     }
     ev.relevance = (
-        2.0 * cos
-        + 1.5 * ev.features["coverage"]
+        1.5 * ev.features["coverage"]
         + 1.0 * ev.features["window_coverage"]
         - 0.8 * missing
         - 0.8 * numbers_missing

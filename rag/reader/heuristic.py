@@ -128,7 +128,6 @@ def gather_evidence(context: ReadContext) -> list[EvidenceSentence]:
             ]
     return collect(
         context.question,
-        context.question_vector,
         context.passages,
         context.index,
         include=include,

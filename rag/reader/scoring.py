@@ -55,7 +55,6 @@ SCORER = "scorer"  # this module: from the ranker's output
 
 #: Every feature a candidate may carry: name -> (producer, what it means).
 FEATURES: dict[str, tuple[str, str]] = {
-    "cos": (EVIDENCE, "embedding cosine of the sentence and the question"),
     "coverage": (EVIDENCE, "IDF-weighted share of question terms in the sentence"),
     "window_coverage": (EVIDENCE, "same, over the sentence, its neighbours and the header"),
     "missing_entities": (EVIDENCE, "question names absent from the sentence window"),
@@ -64,7 +63,6 @@ FEATURES: dict[str, tuple[str, str]] = {
     "missing_numbers_doc": (EVIDENCE, "question numbers absent from the whole document"),
     "passage_rank": (EVIDENCE, "log(1 + rank of the best passage holding the sentence)"),
     "sentence_rank": (EVIDENCE, "log(1 + rank of the sentence by relevance)"),
-    "cos_gap": (EVIDENCE, "cosine of the best sentence minus this one's"),
     "relevance": (EVIDENCE, "the sentence's relevance score (ranks the heuristic's reading)"),
     "type_fit": (SPAN, "fit of the span's type to the expected answer type"),
     "type_fit_typed": (SPAN, "type_fit when the question expects a specific type"),
@@ -110,7 +108,6 @@ QA_UNSEEN = {
 }
 
 _HEURISTIC = [
-    "cos",
     "coverage",
     "window_coverage",
     "missing_entities",
@@ -118,7 +115,6 @@ _HEURISTIC = [
     "missing_numbers",
     "passage_rank",
     "sentence_rank",
-    "cos_gap",
     "relevance",
     "type_fit",
     "type_fit_typed",
@@ -156,7 +152,6 @@ _GROUNDING = [
     "missing_entities",
     "missing_entities_doc",
     "missing_numbers",
-    "cos",
 ]
 #: The calibration's features per reader kind.
 CALIBRATION_FEATURES: dict[str, list[str]] = {

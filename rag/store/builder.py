@@ -51,7 +51,6 @@ from rag.store.files import fsync_path, sha256_bytes, sha256_file
 from rag.store.index import (
     DENSE,
     LEXICAL,
-    SENTENCE_VECTORS,
     IndexData,
     read_data,
     read_dense,
@@ -105,7 +104,6 @@ class BuildReport:
     #: Skipped for a reason that may pass (a loader crash): tried again by the next build.
     retry: set[str] = field(default_factory=set)
     embedded: int = 0
-    embedded_sentences: int = 0
     seconds: float = 0.0
     up_to_date: bool = False
     full_rebuild_reason: str | None = None
@@ -125,7 +123,6 @@ class BuildReport:
                 for p, r in self.skipped
             ],
             "embedded": self.embedded,
-            "embedded_sentences": self.embedded_sentences,
             "seconds": round(self.seconds, 2),
             "up_to_date": self.up_to_date,
             "summary": self.summary(),
@@ -137,7 +134,7 @@ class BuildReport:
             f"{state}: {self.documents} documents, {self.chunks} chunks | new {len(self.new)}, "
             f"changed {len(self.changed)}, removed {len(self.removed)}, unchanged "
             f"{len(self.unchanged)}, skipped {len(self.skipped)} | embedded {self.embedded} "
-            f"chunks, {self.embedded_sentences} sentences | {self.seconds:.1f} s"
+            f"chunks | {self.seconds:.1f} s"
         )
 
 
@@ -422,21 +419,13 @@ class IndexBuilder:
             else:
                 chunks.extend(chunker.split(doc))
         ordered = [annotations[d.id] for d in documents]
-        data = IndexData(documents, chunks, ordered, np.zeros((0, 0)), np.zeros((0, 0)))
+        data = IndexData(documents, chunks, ordered, np.zeros((0, 0)))
         prev_chunk_texts = [c.text for c in previous.data.chunks] if previous else []
         dimension = int(previous.manifest.embedding["dimension"]) if previous else None
-        prev_sentences = previous.data.sentence_vectors if previous is not None else None
         chunk_job = _EmbedJob(
             [c.text for c in chunks], prev_chunk_texts, previous.chunk_vectors if previous else None
         )
-        sentence_job = _EmbedJob(
-            data.sentence_texts(),
-            previous.data.sentence_texts() if previous else [],
-            (lambda rows: prev_sentences[np.asarray(rows)]) if prev_sentences is not None else None,
-        )
-        (data.vectors, embedded), (data.sentence_vectors, report.embedded_sentences) = (
-            self._embed_cached([chunk_job, sentence_job], dimension, progress=progress)
-        )
+        data.vectors, embedded = self._embed_cached(chunk_job, dimension, progress=progress)
         report.embedded = embedded
         report.documents, report.chunks = len(documents), len(chunks)
         tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
@@ -677,45 +666,29 @@ class IndexBuilder:
         return self.embedder.embed(texts, batch_size=self.batch_size, progress=progress)
 
     def _embed_cached(
-        self, jobs: list[_EmbedJob], dimension: int | None, *, progress: bool
-    ) -> list[tuple[np.ndarray, int]]:
-        """For each job, one row per text: rows copied for text embedded before, new
-        embeddings for the rest.
+        self, job: _EmbedJob, dimension: int | None, *, progress: bool
+    ) -> tuple[np.ndarray, int]:
+        """One row per text of ``job``: rows copied for text embedded before, new
+        embeddings for the rest; and how many texts were embedded now.
 
-        A job's ``previous(rows)`` gives the vectors of its ``previous_texts`` rows; it is
+        ``job.previous(rows)`` gives the vectors of its ``previous_texts`` rows; it is
         called once, for the rows reused, so a Milvus store is asked only for those. A row
         it cannot give back (NaN: a collection left incomplete) is embedded again. With an
-        engine, every job's missing texts go in one Ray job (its actors load the model
-        once); locally each job is embedded on its own, as it always was. Returns each
-        job's matrix and how many of its texts were embedded now.
+        engine the missing texts go in one Ray job (its actors load the model once).
         """
-        plans = [self._plan(job) for job in jobs]
-        fresh_of: list[np.ndarray | None] = []
-        if self.engine is not None:
-            texts = [job.texts[i] for job, plan in zip(jobs, plans, strict=True) for i in plan[2]]
-            every = self._embed_texts(texts, progress=progress) if texts else None
-            start = 0
-            for _, _, missing in plans:
-                part = every[start : start + len(missing)] if every is not None else None
-                fresh_of.append(part if missing else None)
-                start += len(missing)
-        else:
-            for job, (_, _, missing) in zip(jobs, plans, strict=True):
-                texts = [job.texts[i] for i in missing]
-                fresh_of.append(self._embed_texts(texts, progress=progress) if missing else None)
-        out = []
-        for job, (reused, found, missing), fresh in zip(jobs, plans, fresh_of, strict=True):
-            reusing = job.previous is not None and bool(job.previous_texts)
-            dim = dimension if reusing and dimension else None
-            if dim is None:  # no previous index: the model's dimension, from what it embedded
-                dim = int(fresh.shape[1]) if fresh is not None else self.embedder.dimension
-            vectors = np.zeros((len(job.texts), dim), dtype=np.float32)
-            if found is not None:
-                vectors[reused] = np.nan_to_num(found)
-            if fresh is not None:
-                vectors[missing] = fresh
-            out.append((vectors, len(missing)))
-        return out
+        reused, found, missing = self._plan(job)
+        texts = [job.texts[i] for i in missing]
+        fresh = self._embed_texts(texts, progress=progress) if missing else None
+        reusing = job.previous is not None and bool(job.previous_texts)
+        dim = dimension if reusing and dimension else None
+        if dim is None:  # no previous index: the model's dimension, from what it embedded
+            dim = int(fresh.shape[1]) if fresh is not None else self.embedder.dimension
+        vectors = np.zeros((len(job.texts), dim), dtype=np.float32)
+        if found is not None:
+            vectors[reused] = np.nan_to_num(found)
+        if fresh is not None:
+            vectors[missing] = fresh
+        return vectors, len(missing)
 
     @staticmethod
     def _plan(job: _EmbedJob) -> tuple[list[int], np.ndarray | None, list[int]]:
@@ -784,14 +757,13 @@ class IndexBuilder:
         started: float,
     ) -> None:
         write_records(folder / RECORDS, data.documents, data.chunks, data.annotations)
-        np.save(folder / SENTENCE_VECTORS, data.sentence_vectors, allow_pickle=False)
         if dense is not None:  # None: the vectors are in Milvus
             faiss.write_index(dense, str(folder / DENSE))
         lexical = bm25s.BM25()
         corpus_terms = [terms(c.text) or [""] for c in data.chunks]
         lexical.index(corpus_terms or [[""]], show_progress=False)
         lexical.save(str(folder / LEXICAL), allow_pickle=False)
-        names = [RECORDS, SENTENCE_VECTORS] + ([DENSE] if dense is not None else [])
+        names = [RECORDS] + ([DENSE] if dense is not None else [])
         names += sorted(
             p.relative_to(folder).as_posix() for p in (folder / LEXICAL).rglob("*") if p.is_file()
         )

@@ -3,8 +3,7 @@
 What a question does not need stays on disk: documents, chunks and annotations in
 ``records.sqlite``, read per retrieved chunk (``rag.store.records``); the chunk vectors
 only in the FAISS index (``rag.store.dense``), or in a Milvus collection when the
-manifest says so (``rag.store.milvus``); the sentence vectors memory-mapped, so only the
-rows a question reads are paged in.
+manifest says so (``rag.store.milvus``).
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 log = logging.getLogger(__name__)
 
-SENTENCE_VECTORS = "sentence_vectors.npy"
 DENSE = "dense.faiss"
 LEXICAL = "lexical"
 
@@ -83,15 +81,6 @@ class IndexData:
     annotations: list[Annotations]
     #: One row per chunk; on disk only inside the dense index.
     vectors: np.ndarray
-    #: One row per annotated sentence, documents in order, sentences in order.
-    sentence_vectors: np.ndarray
-
-    def sentence_texts(self) -> list[str]:
-        """Texts of all sentences, in the row order of ``sentence_vectors``."""
-        docs = {d.id: d for d in self.documents}
-        return [
-            docs[a.document_id].text[s.start : s.end] for a in self.annotations for s in a.sentences
-        ]
 
 
 class Index:
@@ -102,7 +91,6 @@ class Index:
         path: Path,
         manifest: Manifest,
         records: RecordStore,
-        sentence_vectors: np.ndarray,
         dense: faiss.Index | MilvusVectors,
         lexical: bm25s.BM25,
         *,
@@ -116,12 +104,7 @@ class Index:
         self.documents: Mapping[str, Document] = records.documents
         self.chunks: Sequence[Chunk] = records.chunks
         self.annotations: Mapping[str, Annotations] = records.annotations
-        self.sentence_vectors = sentence_vectors
         self._catalog: dict[str, CatalogEntry] = records.catalog
-        #: First row in ``sentence_vectors`` of each document's sentences.
-        self.sentence_row0: dict[str, int] = {
-            doc_id: entry.sentence_row0 for doc_id, entry in self._catalog.items()
-        }
         #: Filters as array operations over the documents (``rag.store.catalog``).
         self.document_catalog = DocumentCatalog(
             {
@@ -202,14 +185,11 @@ class Index:
         verify_files(folder, manifest)
         try:
             records = RecordStore(folder / RECORDS)
-            sentence_vectors = read_sentence_vectors(folder)
             lexical = bm25s.BM25.load(str(folder / LEXICAL), load_corpus=False, mmap=True)
             dense = None if manifest.vector_store_kind == "milvus" else read_dense(folder)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, sqlite3.Error) as exc:
             raise IndexCorruptError(f"cannot read index at {folder}: {exc}") from exc
         n = len(records.chunks)
-        if sentence_vectors.shape[0] != records.sentence_count:
-            raise IndexCorruptError(f"index at {folder} is inconsistent: sentence vectors")
         store: faiss.Index | MilvusVectors
         if dense is None:
             store = open_milvus(index_dir, manifest, access)
@@ -235,7 +215,6 @@ class Index:
             folder,
             manifest,
             records,
-            sentence_vectors,
             store,
             lexical,
             nprobe=nprobe,
@@ -400,11 +379,6 @@ def open_milvus(index_dir: Path, manifest: Manifest, access: StoreAccess) -> Mil
     return store
 
 
-def read_sentence_vectors(folder: Path) -> np.ndarray:
-    """Memory-mapped, read-only: paged in row by row as questions read them."""
-    return np.load(folder / SENTENCE_VECTORS, mmap_mode="r", allow_pickle=False)
-
-
 def read_dense(folder: Path) -> faiss.Index:
     """The dense index of a version: the one copy of its chunk vectors."""
     return faiss.read_index(str(folder / DENSE))
@@ -422,8 +396,8 @@ def read_data(folder: Path, dense: faiss.Index | None) -> IndexData:
         raise IndexCorruptError(f"cannot read {folder / RECORDS}: {exc}") from exc
     if dense is None:
         empty = np.zeros((0, 0), dtype=np.float32)
-        return IndexData(documents, chunks, annotations, empty, read_sentence_vectors(folder))
+        return IndexData(documents, chunks, annotations, empty)
     vectors = dense_index.vectors_of(dense)
     if vectors.shape[0] != len(chunks):
         raise IndexCorruptError(f"index at {folder} is inconsistent: chunks and dense vectors")
-    return IndexData(documents, chunks, annotations, vectors, read_sentence_vectors(folder))
+    return IndexData(documents, chunks, annotations, vectors)
