@@ -75,6 +75,7 @@ bench: index
 	$(PY) bench/ask_latency.py
 	$(PY) bench/dense_search.py
 	$(PY) bench/milvus_search.py
+	$(PY) bench/ray_build.py
 
 # Train the span reader (about 105 minutes on 2 CPU cores; --device auto takes a GPU when
 # there is one). READER_BASE=models/reader continues from the committed model; an empty

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,12 +31,23 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def build(corpus: Path, out: Path) -> dict[str, float]:
-    """One full build in a child process; wall time, peak RSS, sizes and counts."""
+def build(corpus: Path, out: Path, extra: Sequence[str] = ()) -> dict[str, float]:
+    """One full build in a child process (``rag index`` with ``extra`` arguments); wall
+    time, peak RSS, sizes and counts."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus), "--out", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "rag.cli",
+                "index",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                *extra,
+            ],
             stdout=stdout,
             stderr=stderr,
             env={**os.environ, "TQDM_DISABLE": "1"},
