@@ -204,7 +204,8 @@ def test_several_worker_processes_serve_the_same_index(index_dir: Path, tmp_path
         args=("--workers", "2"),
         RAG_READER="heuristic",
         RAG_RATE_LIMIT_PER_MINUTE="0",
-        RAG_ASK_QUEUE="64",  # four clients at once: none refused
+        RAG_ASK_QUEUE="64",  # four clients at once: none refused,
+        RAG_ASK_QUEUE_TIMEOUT_SECONDS="120",  # however slow a shared CI machine is
     )
     try:
         service.wait_all_ready(timeout=240)  # both workers load on their own
