@@ -140,8 +140,13 @@ class BuildReport:
             f"{state}: {self.documents} documents, {self.chunks} chunks | new {len(self.new)}, "
             f"changed {len(self.changed)}, removed {len(self.removed)}, unchanged "
             f"{len(self.unchanged)}, skipped {len(self.skipped)} | embedded {self.embedded} "
-            f"chunks | {self.seconds:.1f} s"
+            f"chunks{self._shards_summary()} | {self.seconds:.1f} s"
         )
+
+    def _shards_summary(self) -> str:
+        if not self.shards:
+            return ""
+        return " | shards merged " + ", ".join(f"{k} {n}" for k, n in self.shards.items())
 
 
 @dataclass(slots=True)

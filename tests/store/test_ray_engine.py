@@ -148,6 +148,7 @@ def test_ray_engine_gives_the_local_index_even_when_a_worker_dies(
     assert set(merged) == {"load", "prepare", "embed"}
     assert report.shards == {step: len(files) for step, files in merged.items()}
     assert report.to_dict()["shards"] == report.shards
+    assert f"shards merged load {report.shards['load']}, prepare" in report.summary()
     assert report.embedded == report.chunks  # a first build: every chunk in a shard
     assert report.shards["embed"] >= -(-report.chunks // EMBED_BATCH) >= 2
     assert report.shards["prepare"] >= 2  # 5 documents, at most 4 a batch
