@@ -12,6 +12,10 @@ With ``RAG_VECTOR_STORE=milvus`` the chunk vectors go to a Milvus collection ins
 changed documents) and deletes the ones gone, by chunk id, just before it publishes; the
 manifest records the collection (``rag.store.milvus``). Everything else in the version
 folder is the same.
+
+With the Ray engine (``rag.store.ray_engine``) the workers write their results as shard
+files in ``versions/tmp-<build>.shards`` (``rag.store.shards``), which the build merges in
+corpus order and deletes after the publish or the failure; it is never published.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ by the position each row carries, never by the order the workers finished in.
 
 A shard is written to a hidden temporary name and renamed into place, so a worker that
 dies mid-write leaves no half shard under a shard's name, and a retried batch writes the
-same name again. The staging folder is ``versions/tmp-<build>.shards`` inside the index
-folder (``staging_dir``): on a cluster it must be on the path every node and the driver
-share, and it is never published (the build removes it; ``layout.remove_stale`` removes
-what a killed build left).
+same name again (were a retry batched otherwise, the merge still takes each position
+once: both attempts computed the same rows). The staging folder is
+``versions/tmp-<build>.shards`` inside the index folder (``staging_dir``): on a cluster
+it must be on the path every node and the driver share, and it is never published (the
+build removes it; ``layout.remove_stale`` removes what a killed build left).
 
 No Ray here: this module only reads and writes files.
 """
