@@ -9,7 +9,7 @@ RAG := $(VENV)/bin/rag
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench train-reader fit-reader browser-deps clean
+.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench train-reader fit-reader browser-deps lb-deps clean
 
 help:
 	@echo "make run    set up, build the index from corpus/, serve on http://127.0.0.1:8000"
@@ -52,7 +52,11 @@ browser-deps:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 	@test -d tests/browser/node_modules/axe-core || (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
-test: setup browser-deps lint typecheck index
+# Debian's nginx for the replicas-behind-a-load-balancer test (tests/api/test_load_balancer.py).
+lb-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx-light; }
+
+test: setup browser-deps lb-deps lint typecheck index
 	$(VENV)/bin/pytest
 	$(RAG) eval --set eval/test.jsonl --gate eval/thresholds.toml --report reports/eval-test
 

@@ -12,6 +12,10 @@ With ``RAG_VECTOR_STORE=milvus`` the chunk vectors go to a Milvus collection ins
 changed documents) and deletes the ones gone, by chunk id, just before it publishes; the
 manifest records the collection (``rag.store.milvus``). Everything else in the version
 folder is the same.
+
+With the Ray engine (``rag.store.ray_engine``) the workers write their results as shard
+files in ``versions/tmp-<build>.shards`` (``rag.store.shards``), which the build merges in
+corpus order and deletes after the publish or the failure; it is never published.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import faiss
@@ -60,6 +65,7 @@ from rag.store.manifest import FORMAT_VERSION, Manifest, SourceFile, read_manife
 from rag.store.milvus import ChunkRow, MilvusSettings, MilvusVectors, resolve_uri
 from rag.store.ray_engine import LoadFailure, RayEngine
 from rag.store.records import RECORDS, write_records
+from rag.store.shards import ShardSet, merge_records, merge_vectors, remove_staging, staging_dir
 from rag.types import Annotations, Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -107,6 +113,9 @@ class BuildReport:
     seconds: float = 0.0
     up_to_date: bool = False
     full_rebuild_reason: str | None = None
+    #: Shard files merged per step of the engine (``load``, ``prepare``, ``embed``);
+    #: empty for the local engine, which hands nothing between processes.
+    shards: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready fields (``rag index --report``, the admin reindex route)."""
@@ -125,6 +134,7 @@ class BuildReport:
             "embedded": self.embedded,
             "seconds": round(self.seconds, 2),
             "up_to_date": self.up_to_date,
+            "shards": dict(self.shards),
             "summary": self.summary(),
         }
 
@@ -134,8 +144,13 @@ class BuildReport:
             f"{state}: {self.documents} documents, {self.chunks} chunks | new {len(self.new)}, "
             f"changed {len(self.changed)}, removed {len(self.removed)}, unchanged "
             f"{len(self.unchanged)}, skipped {len(self.skipped)} | embedded {self.embedded} "
-            f"chunks | {self.seconds:.1f} s"
+            f"chunks{self._shards_summary()} | {self.seconds:.1f} s"
         )
+
+    def _shards_summary(self) -> str:
+        if not self.shards:
+            return ""
+        return " | shards merged " + ", ".join(f"{k} {n}" for k, n in self.shards.items())
 
 
 @dataclass(slots=True)
@@ -276,9 +291,24 @@ class IndexBuilder:
             raise RagError(f"corpus folder not found: {corpus_dir}")
         with _lock(index_dir):
             remove_stale(index_dir, self.keep_versions)  # leftovers of a crashed build
-            report = self._build(
-                corpus_dir, index_dir, progress=progress, force=force, started=started
+            # The engine's workers write their results here (inside the index folder, the
+            # path a cluster shares); never published, removed whatever happens next.
+            staging = (
+                staging_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
+                if self.engine is not None
+                else None
             )
+            try:
+                report = self._build(
+                    corpus_dir,
+                    index_dir,
+                    progress=progress,
+                    force=force,
+                    started=started,
+                    staging=staging,
+                )
+            finally:
+                remove_staging(staging)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -356,7 +386,14 @@ class IndexBuilder:
         }
 
     def _build(
-        self, corpus_dir: Path, index_dir: Path, *, progress: bool, force: bool, started: float
+        self,
+        corpus_dir: Path,
+        index_dir: Path,
+        *,
+        progress: bool,
+        force: bool,
+        started: float,
+        staging: Path | None = None,
     ) -> BuildReport:
         report = BuildReport(path=index_dir)
         previous = None if force else self._previous(index_dir, report)
@@ -382,7 +419,7 @@ class IndexBuilder:
             return report
 
         documents, reused, to_process = self._load(
-            corpus_dir, files, hashes, previous, report, progress=progress
+            corpus_dir, files, hashes, previous, report, progress=progress, staging=staging
         )
         chunker = Chunker(self.chunker_settings, self.embedder.count_tokens)
         chunks: list[Chunk] = []
@@ -400,9 +437,11 @@ class IndexBuilder:
         fresh = [d for d in documents if d.id in to_process]
         prepared: dict[str, list[Chunk]] = {}
         if fresh and self.engine is not None:
-            for doc, (ann, doc_chunks) in zip(fresh, self.engine.prepare(fresh), strict=True):
-                annotations[doc.id] = ann
-                prepared[doc.id] = doc_chunks
+            assert staging is not None
+            merged = self._merge(self.engine.prepare(fresh, staging), report)
+            for doc, out in zip(fresh, merged, strict=True):
+                annotations[doc.id] = Annotations.from_dict(out["annotations"])
+                prepared[doc.id] = [Chunk.from_dict(c) for c in out["chunks"]]
         elif fresh:
             for doc, ann in zip(
                 fresh, self.annotator.annotate(fresh, progress=progress), strict=True
@@ -425,7 +464,9 @@ class IndexBuilder:
         chunk_job = _EmbedJob(
             [c.text for c in chunks], prev_chunk_texts, previous.chunk_vectors if previous else None
         )
-        data.vectors, embedded = self._embed_cached(chunk_job, dimension, progress=progress)
+        data.vectors, embedded = self._embed_cached(
+            chunk_job, dimension, progress=progress, report=report, staging=staging
+        )
         report.embedded = embedded
         report.documents, report.chunks = len(documents), len(chunks)
         tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
@@ -565,6 +606,7 @@ class IndexBuilder:
         report: BuildReport,
         *,
         progress: bool,
+        staging: Path | None = None,
     ) -> tuple[list[Document], set[str], set[str]]:
         """Documents in corpus order; ids reused from the previous index; ids to process."""
         documents: list[Document] = []
@@ -572,7 +614,7 @@ class IndexBuilder:
         to_process: set[str] = set()
         seen: dict[str, str] = {}
         prev_sources = previous.manifest.sources if previous else {}
-        preloaded = self._preload(corpus_dir, files, hashes, previous)
+        preloaded = self._preload(corpus_dir, files, hashes, previous, report, staging)
         bar = tqdm(
             files, desc="load", unit="file", disable=not progress or len(files) < _BAR_MIN_FILES
         )
@@ -631,14 +673,18 @@ class IndexBuilder:
         files: list[Path],
         hashes: dict[str, str],
         previous: _Previous | None,
+        report: BuildReport,
+        staging: Path | None,
     ) -> dict[str, Document | LoadFailure]:
-        """With an engine, every file that will not be reused, loaded there at once.
+        """With an engine, every file that will not be reused, loaded there at once (its
+        workers write the documents as shards in ``staging``, merged here).
 
         The same files ``_load`` would load one by one (a possible duplicate id too: which
         of two files keeps an id depends on which loads, as it does locally).
         """
         if self.engine is None:
             return {}
+        assert staging is not None
         prev_sources = previous.manifest.sources if previous else {}
         wanted: list[Path] = []
         for path in files:
@@ -654,19 +700,42 @@ class IndexBuilder:
             )
             if not reusable:
                 wanted.append(path)
-        outcomes = self.engine.load(wanted, corpus_dir)
+        outcomes: list[Document | LoadFailure] = [
+            Document.from_dict(row["doc"])
+            if row["doc"] is not None
+            else LoadFailure(str(row["error"]), bool(row["retry"]))
+            for row in self._merge(self.engine.load(wanted, corpus_dir, staging), report)
+        ]
         return {
             p.relative_to(corpus_dir).as_posix(): o for p, o in zip(wanted, outcomes, strict=True)
         }
 
-    def _embed_texts(self, texts: list[str], *, progress: bool) -> np.ndarray:
-        """Vectors of ``texts``: on the engine's embed actors, or with this process's model."""
+    @staticmethod
+    def _merge(shards: ShardSet, report: BuildReport) -> list[dict[str, Any]]:
+        """The rows of an engine step's shard files, in input order; counted in ``report``."""
+        report.shards[shards.step] = len(shards.paths)
+        return merge_records(shards)
+
+    def _embed_texts(
+        self, texts: list[str], *, progress: bool, report: BuildReport, staging: Path | None
+    ) -> np.ndarray:
+        """Vectors of ``texts``: on the engine's embed actors (merged from their shards), or
+        with this process's model."""
         if self.engine is not None:
-            return self.engine.embed(texts)
+            assert staging is not None
+            shards = self.engine.embed(texts, staging)
+            report.shards[shards.step] = len(shards.paths)
+            return merge_vectors(shards)
         return self.embedder.embed(texts, batch_size=self.batch_size, progress=progress)
 
     def _embed_cached(
-        self, job: _EmbedJob, dimension: int | None, *, progress: bool
+        self,
+        job: _EmbedJob,
+        dimension: int | None,
+        *,
+        progress: bool,
+        report: BuildReport,
+        staging: Path | None = None,
     ) -> tuple[np.ndarray, int]:
         """One row per text of ``job``: rows copied for text embedded before, new
         embeddings for the rest; and how many texts were embedded now.
@@ -678,7 +747,11 @@ class IndexBuilder:
         """
         reused, found, missing = self._plan(job)
         texts = [job.texts[i] for i in missing]
-        fresh = self._embed_texts(texts, progress=progress) if missing else None
+        fresh = (
+            self._embed_texts(texts, progress=progress, report=report, staging=staging)
+            if missing
+            else None
+        )
         reusing = job.previous is not None and bool(job.previous_texts)
         dim = dimension if reusing and dimension else None
         if dim is None:  # no previous index: the model's dimension, from what it embedded

@@ -15,10 +15,16 @@ the index is the same format, and a build that fails anywhere publishes nothing.
 3. **Embed**: an actor pool; each actor loads the embedding model once and embeds
    batches of ``RAG_EMBED_BATCH_SIZE`` texts.
 
+Each step's workers write their results as shard files (``rag.store.shards``) into the
+build's staging folder, ``versions/tmp-<build>.shards`` inside the index folder (on a
+cluster, a path every node shares), and hand back only the shards' names; the build
+merges the shards in corpus order by the position every result carries, so the merge
+never depends on the order Ray finishes in. The driver alone writes the index version,
+and the staging folder is removed after the publish or the failure.
+
 Ray Data restarts an actor whose process dies and retries its batch on another
-(``max_restarts`` here; Ray's own default is to retry forever). Every result carries its
-input's position, so the merge never depends on the order Ray finishes in. Results come
-back to the driver through Ray's object store; the driver alone writes the index.
+(``max_restarts`` here; Ray's own default is to retry forever). A shard is renamed into
+place only once it is whole, and a retried batch writes the same name again.
 
 ``ray[data]`` is an optional extra (``pip install 'rag[ray]'``), imported only here.
 """
@@ -39,7 +45,8 @@ from rag.annotate import Annotator
 from rag.chunking import Chunker, ChunkerSettings
 from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import DocumentLoadError, IndexingEngineError
-from rag.types import Annotations, Chunk, Document
+from rag.store.shards import ShardSet, write_records, write_vectors
+from rag.types import Document
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import ray.data
@@ -82,11 +89,23 @@ class LoadFailure:
     retry: bool
 
 
-def _load_batch(batch: dict[str, np.ndarray], root: str, limits: LoadLimits) -> dict[str, Any]:
-    """Ray task: read and clean files; a failure is the file's, never the build's."""
+def _shard_row(name: str) -> dict[str, Any]:
+    """What a worker hands back for a batch: the name of the shard it wrote."""
+    return {"shard": np.array([name], dtype=object)}
+
+
+def _load_batch(
+    batch: dict[str, np.ndarray], root: str, limits: LoadLimits, shard_dir: str
+) -> dict[str, Any]:
+    """Ray task: read and clean files into a shard; a failure is the file's, not the build's.
+
+    Each row: ``i``, ``doc`` (``Document.to_dict``, or None), ``error`` and ``retry``.
+    """
     from rag.ingest import load_document
 
-    docs, errors, retries = [], [], []
+    docs: list[dict[str, Any] | None] = []
+    errors: list[str] = []
+    retries: list[bool] = []
     for path in batch["path"]:
         try:
             doc = load_document(
@@ -97,30 +116,33 @@ def _load_batch(batch: dict[str, np.ndarray], root: str, limits: LoadLimits) -> 
                 max_zip_ratio=limits.max_zip_ratio,
             )
         except DocumentLoadError as exc:
-            docs.append("")
+            docs.append(None)
             errors.append(exc.reason)
             retries.append(False)
             continue
         except Exception as exc:  # a loader's own failure: this file, not the build
-            docs.append("")
+            docs.append(None)
             errors.append(f"failed to load: {exc.__class__.__name__}: {exc}")
             retries.append(True)
             continue
-        docs.append(json.dumps(doc.to_dict(), ensure_ascii=False))
+        docs.append(doc.to_dict())
         errors.append("")
         retries.append(False)
-    return {
-        "i": batch["i"],
-        "doc": np.array(docs, dtype=object),
-        "error": np.array(errors, dtype=object),
-        "retry": np.array(retries),
-    }
+    rows = [
+        {"i": int(i), "doc": d, "error": e, "retry": r}
+        for i, d, e, r in zip(batch["i"], docs, errors, retries, strict=True)
+    ]
+    return _shard_row(write_records(Path(shard_dir), "load", rows))
 
 
 class PrepareActor:
-    """Ray actor: annotates and chunks documents; spaCy and the tokenizer load once."""
+    """Ray actor: annotates and chunks documents into shards; spaCy and the tokenizer load
+    once. Each row: ``i``, ``annotations`` (``Annotations.to_dict``) and ``chunks``."""
 
-    def __init__(self, spacy_model: str, embedding_model: str, chunker: dict[str, int]) -> None:
+    def __init__(
+        self, spacy_model: str, embedding_model: str, chunker: dict[str, int], shard_dir: str
+    ) -> None:
+        self.shard_dir = Path(shard_dir)
         self.annotator = Annotator(spacy_model)
         self.embedder = SentenceTransformerEmbedder(embedding_model)
         self.annotator.warm_up()
@@ -130,27 +152,29 @@ class PrepareActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         docs = [Document.from_dict(json.loads(str(d))) for d in batch["doc"]]
         annotations = self.annotator.annotate(docs)
-        return {
-            "i": batch["i"],
-            "annotations": np.array([json.dumps(a.to_dict()) for a in annotations], dtype=object),
-            "chunks": np.array(
-                [json.dumps([c.to_dict() for c in self.chunker.split(d)]) for d in docs],
-                dtype=object,
-            ),
-        }
+        rows = [
+            {
+                "i": int(i),
+                "annotations": a.to_dict(),
+                "chunks": [c.to_dict() for c in self.chunker.split(d)],
+            }
+            for i, d, a in zip(batch["i"], docs, annotations, strict=True)
+        ]
+        return _shard_row(write_records(self.shard_dir, "prepare", rows))
 
 
 class EmbedActor:
-    """Ray actor: embeds batches of texts; the model loads once per actor."""
+    """Ray actor: embeds batches of texts into ``.npz`` shards; the model loads once."""
 
-    def __init__(self, embedding_model: str) -> None:
+    def __init__(self, embedding_model: str, shard_dir: str) -> None:
+        self.shard_dir = Path(shard_dir)
         self.embedder = SentenceTransformerEmbedder(embedding_model)
         self.embedder.warm_up()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         texts = [str(t) for t in batch["text"]]
         vectors = self.embedder.embed(texts, batch_size=max(len(texts), 1))
-        return {"i": batch["i"], "vector": vectors}
+        return _shard_row(write_vectors(self.shard_dir, "embed", batch["i"], vectors))
 
 
 class RayEngine:
@@ -229,13 +253,19 @@ class RayEngine:
         context.enable_progress_bars = False
         return ray
 
-    def _run(self, dataset: ray.data.Dataset, step: str) -> list[dict[str, Any]]:
-        """Every output row of a job, in input order (by the ``i`` each row carries)."""
+    def _run(
+        self, dataset: ray.data.Dataset, step: str, label: str, staging: Path, rows: int
+    ) -> ShardSet:
+        """Run a job whose workers write ``step`` shards into ``staging``: the shards.
+
+        Only the shards' names come back through Ray; the results stay in the files.
+        """
         try:
-            rows = dataset.take_all()
+            names = [str(row["shard"]) for row in dataset.take_all()]
         except Exception as exc:  # a job that ran out of retries: the build fails
-            raise IndexingEngineError(f"Ray {step} failed: {exc}") from exc
-        return sorted(rows, key=lambda row: int(row["i"]))
+            raise IndexingEngineError(f"Ray {label} failed: {exc}") from exc
+        log.info("Ray %s: %d rows in %d shards in %s", label, rows, len(set(names)), staging)
+        return ShardSet(staging, step, rows, names)
 
     def _map_actors(
         self, dataset: ray.data.Dataset, actor: type, kwargs: dict[str, Any], batch_size: int
@@ -262,30 +292,30 @@ class RayEngine:
 
     # -- the steps -----------------------------------------------------------------------
 
-    def load(self, paths: list[Path], corpus_dir: Path) -> list[Document | LoadFailure]:
-        """Each file read and cleaned by a Ray task (the paths must be visible to workers)."""
+    def load(self, paths: list[Path], corpus_dir: Path, staging: Path) -> ShardSet:
+        """Each file read and cleaned by a Ray task (the paths must be visible to workers),
+        into ``load`` shards in ``staging``."""
         if not paths:
-            return []
+            return ShardSet(staging, "load", 0)
         ray = self._ray()
         items = [{"i": i, "path": str(p.absolute())} for i, p in enumerate(paths)]
         dataset = ray.data.from_items(items).map_batches(
             _load_batch,
-            fn_kwargs={"root": str(corpus_dir.absolute()), "limits": self.limits},
+            fn_kwargs={
+                "root": str(corpus_dir.absolute()),
+                "limits": self.limits,
+                "shard_dir": str(staging),
+            },
             batch_size=DOCUMENTS_PER_BATCH,
             batch_format="numpy",
         )
-        out: list[Document | LoadFailure] = []
-        for row in self._run(dataset, "load"):
-            if row["error"]:
-                out.append(LoadFailure(str(row["error"]), bool(row["retry"])))
-            else:
-                out.append(Document.from_dict(json.loads(str(row["doc"]))))
-        return out
+        return self._run(dataset, "load", "load", staging, len(items))
 
-    def prepare(self, documents: list[Document]) -> list[tuple[Annotations, list[Chunk]]]:
-        """Annotations and chunks of each document, in order, by the prepare actors."""
+    def prepare(self, documents: list[Document], staging: Path) -> ShardSet:
+        """Annotations and chunks of each document, by the prepare actors, into
+        ``prepare`` shards in ``staging``."""
         if not documents:
-            return []
+            return ShardSet(staging, "prepare", 0)
         ray = self._ray()
         items = [
             {"i": i, "doc": json.dumps(d.to_dict(), ensure_ascii=False)}
@@ -301,30 +331,23 @@ class RayEngine:
                     "chunk_tokens": self.chunker_settings.chunk_tokens,
                     "chunk_overlap": self.chunker_settings.chunk_overlap,
                 },
+                "shard_dir": str(staging),
             },
             DOCUMENTS_PER_BATCH,
         )
-        return [
-            (
-                Annotations.from_dict(json.loads(str(row["annotations"]))),
-                [Chunk.from_dict(c) for c in json.loads(str(row["chunks"]))],
-            )
-            for row in self._run(dataset, "annotate and chunk")
-        ]
+        return self._run(dataset, "prepare", "annotate and chunk", staging, len(items))
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """L2-normalised vectors of ``texts``, one row each, by the embed actors."""
+    def embed(self, texts: list[str], staging: Path) -> ShardSet:
+        """L2-normalised vectors of ``texts``, by the embed actors, into ``embed`` shards
+        in ``staging`` (one vector per text)."""
         if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
+            return ShardSet(staging, "embed", 0)
         ray = self._ray()
         items = [{"i": i, "text": t} for i, t in enumerate(texts)]
         dataset = self._map_actors(
             ray.data.from_items(items),
             self.embed_actor,
-            {"embedding_model": self.embedding_model},
+            {"embedding_model": self.embedding_model, "shard_dir": str(staging)},
             self.batch_size,
         )
-        rows = self._run(dataset, "embed")
-        if len(rows) != len(texts):
-            raise IndexingEngineError(f"Ray embed returned {len(rows)} vectors for {len(texts)}")
-        return np.ascontiguousarray(np.stack([row["vector"] for row in rows]), dtype=np.float32)
+        return self._run(dataset, "embed", "embed", staging, len(items))
