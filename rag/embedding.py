@@ -7,16 +7,21 @@ local cache: the package forces offline mode, so nothing is downloaded).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from rag.config import DEFAULT_EMBEDDING_MODEL
 from rag.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+#: Batches per slice when the embedder shares the cores (``embed(sharing=...)``): how
+#: often it looks whether the other work has finished and takes its core back.
+_SLICE_BATCHES = 1
 
 
 class Embedder(Protocol):
@@ -96,11 +101,51 @@ class SentenceTransformerEmbedder:
         return len(ids)
 
     def embed(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        progress: bool = False,
+        sharing: Callable[[], bool] | None = None,
     ) -> np.ndarray:
-        """L2-normalised float32 vectors, one row per text (inner product = cosine)."""
+        """L2-normalised float32 vectors, one row per text (inner product = cosine).
+
+        ``sharing`` says whether other work (the index build's spaCy thread) is using a
+        core right now. While it does, torch runs one thread fewer: torch's threads spin
+        while they wait for each other, so one thread too many on a busy core slows the
+        whole pool far more than the core it takes (measured: ``bench/index_stages.py``).
+        The texts then go in slices, so that the threads come back when the core is free.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if sharing is None:
+            return self._encode(texts, batch_size=batch_size, progress=progress)
+        import torch
+
+        threads = current = torch.get_num_threads()
+        # Longest first, as sentence-transformers orders one call's texts: each slice then
+        # pads to lengths alike (slices in the given order cost 40 % more, measured).
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        step = batch_size * _SLICE_BATCHES
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        bar = tqdm(total=len(texts), desc="embed", unit="text", disable=not progress)
+        try:
+            for start in range(0, len(texts), step):
+                wanted = max(1, threads - 1) if sharing() else threads
+                if wanted != current:
+                    torch.set_num_threads(wanted)
+                    current = wanted
+                rows = order[start : start + step]
+                vectors[rows] = self._encode([texts[i] for i in rows], batch_size=batch_size)
+                bar.update(len(rows))
+        finally:
+            torch.set_num_threads(threads)
+            bar.close()
+        return vectors
+
+    def _encode(
+        self, texts: Sequence[str], *, batch_size: int, progress: bool = False
+    ) -> np.ndarray:
         vectors = self.model.encode(
             list(texts),
             batch_size=batch_size,

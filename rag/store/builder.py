@@ -27,6 +27,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -421,52 +422,63 @@ class IndexBuilder:
         documents, reused, to_process = self._load(
             corpus_dir, files, hashes, previous, report, progress=progress, staging=staging
         )
-        chunker = Chunker(self.chunker_settings, self.embedder.count_tokens)
-        chunks: list[Chunk] = []
-        annotations: dict[str, Annotations] = {}
-        prev_chunks: dict[str, list[Chunk]] = {}
-        prev_rows: dict[str, list[int]] = {}
-        prev_ann: dict[str, Annotations] = {}
-        if previous is not None:
-            for row, c in enumerate(previous.data.chunks):
-                prev_chunks.setdefault(c.document_id, []).append(c)
-                prev_rows.setdefault(c.document_id, []).append(row)
-            prev_ann = {a.document_id: a for a in previous.data.annotations}
-        #: New row of each previous chunk kept as it was (-1: gone), for the dense update.
-        kept = np.full(len(previous.data.chunks) if previous else 0, -1, dtype=np.int64)
-        fresh = [d for d in documents if d.id in to_process]
-        prepared: dict[str, list[Chunk]] = {}
-        if fresh and self.engine is not None:
-            assert staging is not None
-            merged = self._merge(self.engine.prepare(fresh, staging), report)
-            for doc, out in zip(fresh, merged, strict=True):
-                annotations[doc.id] = Annotations.from_dict(out["annotations"])
-                prepared[doc.id] = [Chunk.from_dict(c) for c in out["chunks"]]
-        elif fresh:
-            for doc, ann in zip(
-                fresh, self.annotator.annotate(fresh, progress=progress), strict=True
-            ):
-                annotations[doc.id] = ann
-        for doc in documents:
-            if doc.id in reused:
-                old_rows = prev_rows.get(doc.id, [])
-                kept[old_rows] = np.arange(len(chunks), len(chunks) + len(old_rows))
-                chunks.extend(prev_chunks.get(doc.id, []))
-                annotations[doc.id] = prev_ann.get(doc.id, Annotations(document_id=doc.id))
-            elif doc.id in prepared:
-                chunks.extend(prepared[doc.id])
-            else:
-                chunks.extend(chunker.split(doc))
-        ordered = [annotations[d.id] for d in documents]
-        data = IndexData(documents, chunks, ordered, np.zeros((0, 0)))
-        prev_chunk_texts = [c.text for c in previous.data.chunks] if previous else []
-        dimension = int(previous.manifest.embedding["dimension"]) if previous else None
-        chunk_job = _EmbedJob(
-            [c.text for c in chunks], prev_chunk_texts, previous.chunk_vectors if previous else None
-        )
-        data.vectors, embedded = self._embed_cached(
-            chunk_job, dimension, progress=progress, report=report, staging=staging
-        )
+        # The local engine runs spaCy in a thread beside chunking and embedding (chunks do
+        # not depend on annotations): spaCy takes one core and the embedder the rest until
+        # spaCy is done (``SentenceTransformerEmbedder.embed(sharing=...)``).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-annotate") as annotating:
+            chunker = Chunker(self.chunker_settings, self.embedder.count_tokens)
+            chunks: list[Chunk] = []
+            annotations: dict[str, Annotations] = {}
+            prev_chunks: dict[str, list[Chunk]] = {}
+            prev_rows: dict[str, list[int]] = {}
+            prev_ann: dict[str, Annotations] = {}
+            if previous is not None:
+                for row, c in enumerate(previous.data.chunks):
+                    prev_chunks.setdefault(c.document_id, []).append(c)
+                    prev_rows.setdefault(c.document_id, []).append(row)
+                prev_ann = {a.document_id: a for a in previous.data.annotations}
+            #: New row of each previous chunk kept as it was (-1: gone), for the dense update.
+            kept = np.full(len(previous.data.chunks) if previous else 0, -1, dtype=np.int64)
+            fresh = [d for d in documents if d.id in to_process]
+            prepared: dict[str, list[Chunk]] = {}
+            spacy: Future[list[Annotations]] | None = None
+            if fresh and self.engine is not None:
+                assert staging is not None
+                merged = self._merge(self.engine.prepare(fresh, staging), report)
+                for doc, out in zip(fresh, merged, strict=True):
+                    annotations[doc.id] = Annotations.from_dict(out["annotations"])
+                    prepared[doc.id] = [Chunk.from_dict(c) for c in out["chunks"]]
+            elif fresh:
+                spacy = annotating.submit(self.annotator.annotate, fresh, progress=progress)
+            for doc in documents:
+                if doc.id in reused:
+                    old_rows = prev_rows.get(doc.id, [])
+                    kept[old_rows] = np.arange(len(chunks), len(chunks) + len(old_rows))
+                    chunks.extend(prev_chunks.get(doc.id, []))
+                    annotations[doc.id] = prev_ann.get(doc.id, Annotations(document_id=doc.id))
+                elif doc.id in prepared:
+                    chunks.extend(prepared[doc.id])
+                else:
+                    chunks.extend(chunker.split(doc))
+            prev_chunk_texts = [c.text for c in previous.data.chunks] if previous else []
+            dimension = int(previous.manifest.embedding["dimension"]) if previous else None
+            chunk_job = _EmbedJob(
+                [c.text for c in chunks],
+                prev_chunk_texts,
+                previous.chunk_vectors if previous else None,
+            )
+            vectors, embedded = self._embed_cached(
+                chunk_job,
+                dimension,
+                progress=progress,
+                report=report,
+                staging=staging,
+                sharing=(lambda: not spacy.done()) if spacy is not None else None,
+            )
+            if spacy is not None:
+                for doc, ann in zip(fresh, spacy.result(), strict=True):
+                    annotations[doc.id] = ann
+            data = IndexData(documents, chunks, [annotations[d.id] for d in documents], vectors)
         report.embedded = embedded
         report.documents, report.chunks = len(documents), len(chunks)
         tmp = new_version_dir(index_dir, datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
@@ -717,7 +729,13 @@ class IndexBuilder:
         return merge_records(shards)
 
     def _embed_texts(
-        self, texts: list[str], *, progress: bool, report: BuildReport, staging: Path | None
+        self,
+        texts: list[str],
+        *,
+        progress: bool,
+        report: BuildReport,
+        staging: Path | None,
+        sharing: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Vectors of ``texts``: on the engine's embed actors (merged from their shards), or
         with this process's model."""
@@ -726,7 +744,9 @@ class IndexBuilder:
             shards = self.engine.embed(texts, staging)
             report.shards[shards.step] = len(shards.paths)
             return merge_vectors(shards)
-        return self.embedder.embed(texts, batch_size=self.batch_size, progress=progress)
+        return self.embedder.embed(
+            texts, batch_size=self.batch_size, progress=progress, sharing=sharing
+        )
 
     def _embed_cached(
         self,
@@ -736,6 +756,7 @@ class IndexBuilder:
         progress: bool,
         report: BuildReport,
         staging: Path | None = None,
+        sharing: Callable[[], bool] | None = None,
     ) -> tuple[np.ndarray, int]:
         """One row per text of ``job``: rows copied for text embedded before, new
         embeddings for the rest; and how many texts were embedded now.
@@ -748,7 +769,9 @@ class IndexBuilder:
         reused, found, missing = self._plan(job)
         texts = [job.texts[i] for i in missing]
         fresh = (
-            self._embed_texts(texts, progress=progress, report=report, staging=staging)
+            self._embed_texts(
+                texts, progress=progress, report=report, staging=staging, sharing=sharing
+            )
             if missing
             else None
         )
