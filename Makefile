@@ -76,6 +76,7 @@ eval-squad: setup
 bench: index
 	$(PY) bench/index_build.py
 	$(PY) bench/build_compare.py
+	$(PY) bench/embedders.py
 	$(PY) bench/index_stages.py
 	$(PY) bench/ask_latency.py
 	$(PY) bench/dense_search.py
