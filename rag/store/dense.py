@@ -239,10 +239,23 @@ def search(
         return _search_subset(ivf, q[0], k, allowed)
     ivf_params = faiss.SearchParametersIVF()
     ivf_params.nprobe = min(nprobe or int(ivf.nprobe), int(ivf.nlist))
-    if allowed is not None:
-        ivf_params.sel = faiss.IDSelectorBatch(allowed)
+    selector = None if allowed is None else row_bitmap(allowed, int(ivf.ntotal))
+    if selector is not None:  # held in this frame while FAISS searches with it
+        ivf_params.sel = selector
     scores, rows = ivf.search(q, k, params=ivf_params)
     return scores[0], rows[0]
+
+
+def row_bitmap(allowed: np.ndarray, ntotal: int) -> faiss.IDSelectorBitmap:
+    """The allowed rows as one bit per row of the collection (N/8 bytes).
+
+    ``IDSelectorBatch`` builds a hash set of the rows on every question: 12 ms for the
+    127k rows of a date filter at 1M chunks, ten times the search itself. A bitmap is
+    set in a fraction of a millisecond and tested in one load per candidate.
+    """
+    mask = np.zeros(ntotal, dtype=bool)
+    mask[allowed] = True
+    return faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
 
 
 def _search_subset(
