@@ -255,7 +255,10 @@ def row_bitmap(allowed: np.ndarray, ntotal: int) -> faiss.IDSelectorBitmap:
     """
     mask = np.zeros(ntotal, dtype=bool)
     mask[allowed] = True
-    return faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+    # One argument: faiss's Python wrapper keeps the bitmap alive with the selector (the
+    # stubs know only the two-argument C++ form).
+    bitmap = np.packbits(mask, bitorder="little")
+    return faiss.IDSelectorBitmap(bitmap)  # type: ignore[call-arg, arg-type]
 
 
 def _search_subset(
