@@ -140,3 +140,19 @@ def test_checksums_verified_on_threads_refuse_a_missing_or_altered_file(tmp_path
     (tmp_path / "c.bin").unlink()
     with pytest.raises(IndexCorruptError, match=r"index file missing: .*c\.bin"):
         verify_files(tmp_path, manifest)
+
+
+@pytest.mark.parametrize("n_allowed", [300, 1500, 3500])
+def test_a_filtered_ivf_search_below_the_subset_limit_is_exact(n_allowed: int) -> None:
+    """Gathered by id (a few rows) or every cell probed with a bitmap: exact either way."""
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((4000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ivf, _ = build_dense(vectors, DenseSettings(kind=DenseKind.IVF, nlist=16, nprobe=1))
+    allowed = np.sort(rng.choice(4000, size=n_allowed, replace=False)).astype(np.int64)
+    assert n_allowed <= dense_index.EXACT_SUBSET_ROWS
+    for query in vectors[:20]:
+        scores = vectors[allowed] @ query
+        expected = allowed[np.argsort(-scores, kind="stable")[:10]].tolist()
+        found = dense_index.search(ivf, query, 10, allowed, 1)[1]
+        assert found.tolist() == expected
