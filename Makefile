@@ -80,6 +80,7 @@ bench: index
 	$(PY) bench/index_stages.py
 	$(PY) bench/ask_latency.py
 	$(PY) bench/dense_search.py
+	$(PY) bench/index_scale.py
 	$(PY) bench/milvus_search.py
 	$(PY) bench/ray_build.py
 

@@ -26,7 +26,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -851,14 +851,20 @@ class IndexBuilder:
         manifest: Manifest,
         *,
         started: float,
+        corpus_terms: Sequence[list[str]] | None = None,
     ) -> None:
+        """Write a version's files and its manifest (with their checksums) into ``folder``.
+
+        ``corpus_terms`` are the chunks' BM25 terms when the caller has them already
+        (``bench/index_scale.py`` computes them once per distinct text); by default they
+        are ``rag.lexical.terms`` of each chunk's text.
+        """
         write_records(folder / RECORDS, data.documents, data.chunks, data.annotations)
         if dense is not None:  # None: the vectors are in Milvus
             faiss.write_index(dense, str(folder / DENSE))
-        lexical = bm25s.BM25()
-        corpus_terms = [terms(c.text) or [""] for c in data.chunks]
-        lexical.index(corpus_terms or [[""]], show_progress=False)
-        lexical.save(str(folder / LEXICAL), allow_pickle=False)
+        if corpus_terms is None:
+            corpus_terms = [terms(c.text) for c in data.chunks]
+        write_lexical(folder / LEXICAL, corpus_terms)
         names = [RECORDS] + ([DENSE] if dense is not None else [])
         names += sorted(
             p.relative_to(folder).as_posix() for p in (folder / LEXICAL).rglob("*") if p.is_file()
@@ -867,3 +873,11 @@ class IndexBuilder:
         manifest.write(folder, names)
         for name in names:
             fsync_path(folder / name)
+
+
+def write_lexical(path: Path, corpus_terms: Sequence[list[str]]) -> None:
+    """The BM25 files of an index version: one row of terms per chunk, in row order."""
+    lexical = bm25s.BM25()
+    rows = [t or [""] for t in corpus_terms]
+    lexical.index(rows or [[""]], show_progress=False)
+    lexical.save(str(path), allow_pickle=False)

@@ -64,15 +64,16 @@ class DocumentCatalog:
                 positions.append(position)
             chosen = np.array(sorted(positions), dtype=np.int64)
         else:
-            chosen = np.arange(len(self.ids), dtype=np.int64)
+            chosen = None  # every document: the arrays are compared whole, not gathered
         if filters.date_from is None and filters.date_to is None:
-            return chosen
-        keep = self.dated[chosen]
+            return np.arange(len(self.ids), dtype=np.int64) if chosen is None else chosen
+        at = slice(None) if chosen is None else chosen
+        keep = self.dated[at].copy()
         if filters.date_from is not None:
-            keep &= self.last_day[chosen] >= filters.date_from.toordinal()
+            keep &= self.last_day[at] >= filters.date_from.toordinal()
         if filters.date_to is not None:
-            keep &= self.first_day[chosen] <= filters.date_to.toordinal()
-        return chosen[keep]
+            keep &= self.first_day[at] <= filters.date_to.toordinal()
+        return np.flatnonzero(keep) if chosen is None else chosen[keep]
 
     def rows(self, positions: np.ndarray) -> np.ndarray:
         """The chunk rows of the documents at ``positions``, ascending (ranges are disjoint)."""
@@ -81,10 +82,14 @@ class DocumentCatalog:
         total = int(counts.sum())
         if total == 0:
             return np.zeros(0, dtype=np.int64)
-        # Row j of the output is row0 of its document plus its offset inside the document.
-        starts = np.repeat(self.row0[positions], counts)
-        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-        return np.sort(starts + offsets)
+        # Row j of the output is row0 of its document plus its offset inside the document:
+        # j - (rows of the documents before it) + row0, one repeat over the documents.
+        starts = self.row0[positions]
+        shift = starts - (np.cumsum(counts) - counts)
+        rows = np.arange(total, dtype=np.int64) + np.repeat(shift, counts)
+        if positions.size > 1 and bool(np.any(starts[1:] < starts[:-1])):
+            rows.sort()  # documents whose chunks are not in document order
+        return rows
 
     def allowed_rows(self, filters: Filters) -> np.ndarray:
         return self.rows(self.select(filters))

@@ -45,6 +45,12 @@ TRAIN_ITERATIONS = 10
 EXACT_SUBSET_ROWS = 20_000
 
 
+#: Up to this many allowed rows, the exact search over them gathers their vectors by id
+#: (FAISS reconstructs up to 1,000 ids on one thread, more on its OpenMP threads, which
+#: contend with torch's in the served process); above it, up to ``EXACT_SUBSET_ROWS``, an
+#: IVF search probing every cell with a bitmap of the rows gives the same answer faster.
+GATHER_ROWS = 1_000
+
 #: ``faiss.DirectMap.NoMap`` (the stubs do not declare the enum): ids may be renumbered.
 _NO_DIRECT_MAP = 0
 
@@ -235,14 +241,35 @@ def search(
             params.sel = faiss.IDSelectorBatch(allowed)
         scores, rows = index.search(q, k, params=params)
         return scores[0], rows[0]
-    if allowed is not None and allowed.size <= EXACT_SUBSET_ROWS:
+    if allowed is not None and allowed.size <= GATHER_ROWS:
         return _search_subset(ivf, q[0], k, allowed)
     ivf_params = faiss.SearchParametersIVF()
     ivf_params.nprobe = min(nprobe or int(ivf.nprobe), int(ivf.nlist))
-    if allowed is not None:
-        ivf_params.sel = faiss.IDSelectorBatch(allowed)
+    if allowed is not None and allowed.size <= EXACT_SUBSET_ROWS:
+        # Exact over the allowed rows: every cell probed, a distance only for the rows the
+        # bitmap allows (one bit test for each other row). Gathering 12k vectors by id
+        # for the same answer cost 8 ms at 100k chunks; this costs about one plain search.
+        ivf_params.nprobe = int(ivf.nlist)
+    selector = None if allowed is None else row_bitmap(allowed, int(ivf.ntotal))
+    if selector is not None:  # held in this frame while FAISS searches with it
+        ivf_params.sel = selector
     scores, rows = ivf.search(q, k, params=ivf_params)
     return scores[0], rows[0]
+
+
+def row_bitmap(allowed: np.ndarray, ntotal: int) -> faiss.IDSelectorBitmap:
+    """The allowed rows as one bit per row of the collection (N/8 bytes).
+
+    ``IDSelectorBatch`` builds a hash set of the rows on every question: 12 ms for the
+    127k rows of a date filter at 1M chunks, ten times the search itself. A bitmap is
+    set in a fraction of a millisecond and tested in one load per candidate.
+    """
+    mask = np.zeros(ntotal, dtype=bool)
+    mask[allowed] = True
+    # One argument: faiss's Python wrapper keeps the bitmap alive with the selector (the
+    # stubs know only the two-argument C++ form).
+    bitmap = np.packbits(mask, bitorder="little")
+    return faiss.IDSelectorBitmap(bitmap)  # type: ignore[call-arg, arg-type]
 
 
 def _search_subset(

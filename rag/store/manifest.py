@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ from rag.store.layout import MANIFEST
 #: ``dense`` section records; documents, chunks and annotations in ``records.sqlite``
 #: (no JSON Lines).
 FORMAT_VERSION = 2
+
+#: Threads hashing an index's files while it loads (``verify_files``).
+VERIFY_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(slots=True)
@@ -96,23 +101,33 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
-    """Refuse an index whose files are missing, truncated or altered since it was built."""
-    for name, expected in manifest.files.items():
+    """Refuse an index whose files are missing, truncated or altered since it was built.
+
+    The files are hashed on up to ``VERIFY_THREADS`` threads (hashlib lets go of the GIL):
+    at 1M chunks that is 3.9 GB, 3.3 s on one core of this machine.
+    """
+    items = list(manifest.files.items())
+    with ThreadPoolExecutor(max_workers=max(1, min(VERIFY_THREADS, len(items)))) as pool:
+        checks = list(pool.map(lambda item: _check_file(folder, *item), items))
+    for name, matches in zip((n for n, _ in items), checks, strict=True):
         path = folder / name
-        try:
-            matches = (
-                path.stat().st_size == expected["size"] and sha256_file(path) == expected["sha256"]
-            )
-        except FileNotFoundError:
+        if matches is None:
             # Also a version retired by a newer publish while it is read: Index.load retries.
-            raise IndexCorruptError(
-                f"index file missing: {path}; rebuild with `rag index`"
-            ) from None
+            raise IndexCorruptError(f"index file missing: {path}; rebuild with `rag index`")
         if not matches:
             raise IndexCorruptError(
                 f"index file {path} does not match its checksum in the manifest "
                 "(altered or truncated); rebuild with `rag index`"
             )
+
+
+def _check_file(folder: Path, name: str, expected: dict[str, Any]) -> bool | None:
+    """The file matches its size and checksum; None when it is missing."""
+    path = folder / name
+    try:
+        return path.stat().st_size == expected["size"] and sha256_file(path) == expected["sha256"]
+    except FileNotFoundError:
+        return None
 
 
 def check_compatible(manifest: Manifest, embedding_model: str | None) -> None:

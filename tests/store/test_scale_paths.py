@@ -1,0 +1,158 @@
+"""The paths a large index takes (issue 12, ``bench/index_scale.py``) answer as the small ones.
+
+* BM25 summed in one collection-sized array (many postings) ranks exactly as summing
+  over the sorted distinct rows (few postings), and as scoring every chunk, filtered or not;
+* an IVF search filtered through a bitmap of the allowed rows finds what the hash-set
+  selector it replaces found;
+* checksums verified on several threads still refuse a missing or altered file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+import pytest
+
+from rag.errors import IndexCorruptError
+from rag.store import dense as dense_index
+from rag.store import index as index_module
+from rag.store.dense import DenseKind, DenseSettings, build_dense, row_bitmap
+from rag.store.index import Hit, Index
+from rag.store.layout import MANIFEST
+from rag.store.manifest import Manifest, verify_files
+
+VOCAB = [f"w{i}" for i in range(60)]
+
+
+def _every_chunk_scored(
+    reference: bm25s.BM25, query_terms: list[str], k: int, allowed: np.ndarray | None
+) -> list[Hit]:
+    scores = reference.get_scores(query_terms)
+    if allowed is not None:
+        mask = np.zeros_like(scores)
+        mask[allowed] = 1.0
+        scores = scores * mask
+    candidates = np.flatnonzero(scores > 0)
+    if candidates.size > k:
+        candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return [Hit(int(r), float(scores[r])) for r in order]
+
+
+@pytest.fixture(scope="module")
+def lexical(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, bm25s.BM25]:
+    """An Index over only its BM25 files (all ``lexical_search`` reads), Zipf-like terms."""
+    rng = np.random.default_rng(0)
+    weights = 1.0 / np.arange(1, len(VOCAB) + 1)
+    weights /= weights.sum()
+    corpus = [
+        [str(w) for w in rng.choice(VOCAB, size=int(rng.integers(1, 30)), p=weights)]
+        for _ in range(3000)
+    ]
+    folder = tmp_path_factory.mktemp("bm25")
+    built = bm25s.BM25()
+    built.index(corpus, show_progress=False)
+    built.save(str(folder), allow_pickle=False)
+    loaded = bm25s.BM25.load(str(folder), load_corpus=False, mmap=True)
+    index = Index.__new__(Index)
+    index.chunks = range(len(corpus))  # type: ignore[assignment]  # only its length is read
+    index.milvus_lexical = False
+    index.milvus = None
+    index._lexical = loaded
+    index._vocab = dict(loaded.vocab_dict)
+    index._indptr = np.asarray(loaded.scores["indptr"])
+    return index, bm25s.BM25.load(str(folder), load_corpus=False)
+
+
+@pytest.mark.parametrize("ratio", [10**9, 0], ids=["collection-sized sums", "sorted postings"])
+def test_both_bm25_paths_rank_as_scoring_every_chunk(
+    lexical: tuple[Index, bm25s.BM25], ratio: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index, reference = lexical
+    monkeypatch.setattr(index_module, "DENSE_SCORES_RATIO", ratio)
+    queries = [["w0"], ["w1", "w5", "w1"], ["w30", "w59"], ["w2", "w9", "w40", "w0"], ["nope"]]
+    n = len(index.chunks)
+    filters = [
+        None,
+        np.arange(0, n, 3, dtype=np.int64),
+        np.arange(100, 140, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+    ]
+    for query_terms in queries:
+        for k in (1, 10, 50):
+            for allowed in filters:
+                expected = _every_chunk_scored(reference, query_terms, k, allowed)
+                assert index.lexical_search(query_terms, k, allowed) == expected
+
+
+def test_a_bitmap_filtered_ivf_search_finds_what_the_batch_selector_found() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((4000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ivf, info = build_dense(vectors, DenseSettings(kind=DenseKind.IVF, nlist=16, nprobe=4))
+    allowed = np.sort(rng.choice(4000, size=dense_index.EXACT_SUBSET_ROWS // 1000, replace=False))
+    allowed = np.unique(np.concatenate([allowed, np.arange(7, 4000, 2)])).astype(np.int64)
+    bits = row_bitmap(allowed, 4000)
+    assert [r for r in range(4000) if bits.is_member(r)] == allowed.tolist()
+    monkey_limit = dense_index.EXACT_SUBSET_ROWS
+    try:
+        dense_index.EXACT_SUBSET_ROWS = 0  # the IVF path with a selector, not the exact one
+        for query in vectors[:20]:
+            scores, rows = dense_index.search(ivf, query, 10, allowed, None)
+            params = faiss.SearchParametersIVF()
+            params.nprobe = 4
+            params.sel = faiss.IDSelectorBatch(allowed)
+            old_scores, old_rows = faiss.extract_index_ivf(ivf).search(
+                query.reshape(1, -1), 10, params=params
+            )
+            assert rows.tolist() == old_rows[0].tolist()
+            assert np.array_equal(scores, old_scores[0])
+            assert set(rows[rows >= 0].tolist()) <= set(allowed.tolist())
+    finally:
+        dense_index.EXACT_SUBSET_ROWS = monkey_limit
+    assert info.nlist == 16
+
+
+def _manifest_over(folder: Path, names: list[str]) -> Manifest:
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(bytes([i]) * (3_000_000 + i))
+    manifest = Manifest(2, "", 0.0, {"model_id": "m", "dimension": 1}, {}, "", 1, "")
+    manifest.write(folder, names)
+    return Manifest.from_dict(json.loads((folder / MANIFEST).read_text()))
+
+
+def test_checksums_verified_on_threads_refuse_a_missing_or_altered_file(tmp_path: Path) -> None:
+    names = ["a.bin", "b.bin", "c.bin", "d.bin", "e.bin"]
+    manifest = _manifest_over(tmp_path, names)
+    verify_files(tmp_path, manifest)
+    data = bytearray((tmp_path / "c.bin").read_bytes())
+    data[1_000_000] ^= 1
+    (tmp_path / "c.bin").write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match=r"c\.bin does not match its checksum"):
+        verify_files(tmp_path, manifest)
+    (tmp_path / "d.bin").unlink()
+    with pytest.raises(IndexCorruptError, match=r"c\.bin does not match"):
+        verify_files(tmp_path, manifest)  # the first bad file in the manifest's order
+    (tmp_path / "c.bin").unlink()
+    with pytest.raises(IndexCorruptError, match=r"index file missing: .*c\.bin"):
+        verify_files(tmp_path, manifest)
+
+
+@pytest.mark.parametrize("n_allowed", [300, 1500, 3500])
+def test_a_filtered_ivf_search_below_the_subset_limit_is_exact(n_allowed: int) -> None:
+    """Gathered by id (a few rows) or every cell probed with a bitmap: exact either way."""
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((4000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ivf, _ = build_dense(vectors, DenseSettings(kind=DenseKind.IVF, nlist=16, nprobe=1))
+    allowed = np.sort(rng.choice(4000, size=n_allowed, replace=False)).astype(np.int64)
+    assert n_allowed <= dense_index.EXACT_SUBSET_ROWS
+    for query in vectors[:20]:
+        scores = vectors[allowed] @ query
+        expected = allowed[np.argsort(-scores, kind="stable")[:10]].tolist()
+        found = dense_index.search(ivf, query, 10, allowed, 1)[1]
+        assert found.tolist() == expected
