@@ -21,26 +21,12 @@ from rag.errors import IndexCorruptError
 from rag.store import dense as dense_index
 from rag.store import index as index_module
 from rag.store.dense import DenseKind, DenseSettings, build_dense, row_bitmap
-from rag.store.index import Hit, Index
+from rag.store.index import Index
 from rag.store.layout import MANIFEST
 from rag.store.manifest import Manifest, verify_files
+from tests.store.test_lexical_search import _every_chunk_scored
 
 VOCAB = [f"w{i}" for i in range(60)]
-
-
-def _every_chunk_scored(
-    reference: bm25s.BM25, query_terms: list[str], k: int, allowed: np.ndarray | None
-) -> list[Hit]:
-    scores = reference.get_scores(query_terms)
-    if allowed is not None:
-        mask = np.zeros_like(scores)
-        mask[allowed] = 1.0
-        scores = scores * mask
-    candidates = np.flatnonzero(scores > 0)
-    if candidates.size > k:
-        candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-    order = candidates[np.argsort(-scores[candidates], kind="stable")]
-    return [Hit(int(r), float(scores[r])) for r in order]
 
 
 @pytest.fixture(scope="module")
