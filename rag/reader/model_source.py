@@ -27,9 +27,10 @@ from rag.reader.base import Candidate, ReadContext
 from rag.reader.evidence import EvidenceSentence
 from rag.reader.heuristic import span_candidate_features
 from rag.reader.qa_model import QAModel, WindowScores, top_spans, window_scores
-from rag.reader.question import AnswerType
+from rag.reader.question import EMAIL, PHONE, URL, AnswerType
 from rag.reader.scoring import QA_UNSEEN
 from rag.reader.spans import SpanCandidate, entity_types
+from rag.reader.spans import candidates as spans_in_sentence
 from rag.store.index import Index
 from rag.types import Span
 
@@ -164,10 +165,10 @@ def _qa_spans(windows: list[_Window], top_n: int) -> list[tuple[str, int, int]]:
 #: Characters that join the parts of one word-like token: "M11295/16", "1,400", "1.24",
 #: "10:30".
 _JOINERS = "/.,:"
-#: Punctuation trimmed from the ends of a span, and brackets or quotes trimmed when the
-#: span does not hold their partner.
-_TRAILING = ".,;:!?"
-_LEADING = ",;:.!?"
+#: Punctuation (and markdown's emphasis asterisks) trimmed from the ends of a span, and
+#: brackets or quotes trimmed when the span does not hold their partner.
+_TRAILING = ".,;:!?*"
+_LEADING = ",;:.!?*"
 _PAIRS = {"(": ")", "[": "]", "“": "”", "‘": "’", '"': '"'}
 
 
@@ -215,6 +216,32 @@ def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
 _CURRENCY = frozenset("£$€¥")
 
 
+#: Contact details a model span must never cut: a phone number, an e-mail or a web
+#: address is cited whole or not at all.
+_WHOLE = (PHONE, EMAIL, URL)
+
+
+def widen_to_patterns(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a span that cuts a phone number, an e-mail or a web address to take it whole
+    ("303 3032" of "0300 303 3032", "www.gov.uk/" of "www.gov.uk/home-office")."""
+    lo = text.rfind("\n", 0, start) + 1
+    hi = text.find("\n", end)
+    hi = len(text) if hi < 0 else hi
+    line = text[lo:hi]
+    new_start, new_end = start, end
+    for pattern in _WHOLE:
+        for match in pattern.finditer(line):
+            m_start, m_end = lo + match.start(), lo + match.end()
+            if m_start < end and start < m_end:  # overlaps the span
+                new_start, new_end = min(new_start, m_start), max(new_end, m_end)
+    return new_start, new_end
+
+
+def snap(text: str, start: int, end: int) -> tuple[int, int]:
+    """A model span made citable: whole words and numbers, whole contact details."""
+    return _trim(text, *widen_to_patterns(text, *snap_to_words(text, start, end)))
+
+
 def one_line(text: str, start: int, end: int) -> tuple[int, int]:
     """Cut a span at its first line break: cleaned text keeps line breaks only where
     they are real (a header line, a list item, a paragraph), and an answer never runs
@@ -244,6 +271,38 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
         else:
             break
     return start, end
+
+
+def model_span_kind(
+    context: ReadContext, sentence: EvidenceSentence, start: int, end: int
+) -> tuple[dict[AnswerType, float], str]:
+    """The answer types and the kind of a model span, as the heuristic would type it.
+
+    A span the heuristic also finds in its sentence (an entity, a pattern such as a phone
+    number or an e-mail address, a run of capitals, a chain of names) gets that span's
+    types and kind, so "0370 000 2288" is a contact detail whoever proposed it. A span
+    holding two or more names ("Paul Lakin, Deputy Leader Martin Kimber") is a chain of
+    names, as the heuristic's own chains are; anything else is a plain model span.
+    """
+    text = context.index.documents[sentence.document_id].text
+    entities = context.index.annotations[sentence.document_id].entities
+    sentence_entities = [
+        e for e in entities if sentence.span.start <= e.start and e.end <= sentence.span.end
+    ]
+    for cand in spans_in_sentence(text, sentence.span, sentence_entities, clauses=False):
+        if cand.start == start and cand.end == end:
+            return dict(cand.types), cand.source
+    types: dict[AnswerType, float] = {}
+    for ent in entities:
+        if ent.start == start and ent.end == end:
+            for t, w in entity_types(ent.label).items():
+                types[t] = max(types.get(t, 0.0), w)
+    names = [e for e in entities if e.label in _NAME_LABELS and start <= e.start and e.end <= end]
+    return types, "chain" if len(names) >= 2 else "model"
+
+
+#: spaCy labels of names: a span holding two of them is a list of names.
+_NAME_LABELS = frozenset({"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC"})
 
 
 class ModelSource:
@@ -278,7 +337,7 @@ class ModelSource:
         """The model's own best spans, snapped to whole words, with the span features."""
         docs = context.index.documents
         keys = dict.fromkeys(
-            (doc_id, *one_line(docs[doc_id].text, *snap_to_words(docs[doc_id].text, start, end)))
+            (doc_id, *one_line(docs[doc_id].text, *snap(docs[doc_id].text, start, end)))
             for doc_id, start, end in _qa_spans(windows, QA_TOP_N)
         )
         out = []
@@ -329,12 +388,7 @@ class ModelSource:
         )
         if sentence is None:
             return None
-        types: dict[AnswerType, float] = {}
-        for ent in context.index.annotations[doc_id].entities:
-            if ent.start == start and ent.end == end:
-                for t, w in entity_types(ent.label).items():
-                    types[t] = max(types.get(t, 0.0), w)
-        span = SpanCandidate(start, end, types, "model")
+        span = SpanCandidate(start, end, *model_span_kind(context, sentence, start, end))
         cand = span_candidate_features(context, sentence, span, "model")
         if cand is not None and end > cand.sentence.end:
             cand.sentence = Span(cand.sentence.start, end)

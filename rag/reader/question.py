@@ -87,7 +87,8 @@ class Question:
     #: "copied", "date", "reference" (see ``letter_cues``).
     cues: frozenset[str] = frozenset()
     #: "number" or "date" when the question can only be answered by a span holding one
-    #: ("how many ...?", "on what date ...?"); see ``required_shape``.
+    #: ("how many ...?", "on what date ...?", "what e-mail address ...?"); see
+    #: ``required_shape``.
     shape: str | None = None
 
     @property
@@ -240,22 +241,55 @@ _DATE_WORDS = words_set(
     friday saturday sunday today yesterday tomorrow"""
 )
 
+#: Contact details as written in letters: the patterns that *are* the answer to a
+#: question asking for one (also candidate patterns, ``rag.reader.spans``).
+PHONE = re.compile(r"(?:\+44\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b")
+EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+URL = re.compile(r"(?:https?://|www\.)[^\s,;]+[^\s,;.]")
+POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}\b")
+
+#: Questions that ask for a contact detail, and the pattern any answer must hold. Only
+#: unambiguous forms: "e-mail address" (not "who did she e-mail"), a number to ring.
+_ASKS_CONTACT: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\be-?mail address(es)?\b|\b(what|which) e-?mail\b", re.I), "email"),
+    (re.compile(r"\b(web ?site|web address|web page|url)\b", re.I), "web"),
+    (re.compile(r"\bpost ?code\b", re.I), "postcode"),
+    (
+        re.compile(
+            r"\b(phone|telephone|fax|mobile) numbers?\b|\bnumbers?\b.*\b(ring|call|dial)\b"
+            r"|\b(ring|call|dial)\b.*\bnumbers?\b",
+            re.I,
+        ),
+        "phone",
+    ),
+]
+_SHAPE_PATTERNS = {"email": EMAIL, "web": URL, "postcode": POSTCODE, "phone": PHONE}
+
 
 def required_shape(text: str) -> str | None:
-    """What any answer to the question must contain: "number", "date" or nothing.
+    """What any answer to the question must contain: "number", "date", a contact
+    detail ("email", "web", "postcode", "phone") or nothing.
 
-    Only for the unambiguous forms: "how many/how much" wants a quantity and "what
-    date/year/month" a date. "When ...?" is left out: it is often answered by a clause.
+    Only for the unambiguous forms: "how many/how much" wants a quantity, "what
+    date/year/month" a date, "what e-mail address" an address with an @. "When ...?" is
+    left out: it is often answered by a clause.
     """
-    if _ASKS_NUMBER.search(text):
+    if _ASKS_NUMBER.search(text):  # "how many phone numbers ...?" wants a count
         return "number"
+    for pattern, shape in _ASKS_CONTACT:
+        if pattern.search(text):
+            return shape
     if _ASKS_DATE.search(text):
         return "date"
     return None
 
 
 def has_shape(span_text: str, shape: str) -> bool:
-    """Whether a span can answer a question of ``shape``: a digit or a number/date word."""
+    """Whether a span can answer a question of ``shape``: a contact detail of that kind,
+    or a digit or a number/date word."""
+    contact = _SHAPE_PATTERNS.get(shape)
+    if contact is not None:
+        return contact.search(span_text) is not None
     if any(ch.isdigit() for ch in span_text):
         return True
     vocab = _NUMBER_WORDS if shape == "number" else _DATE_WORDS

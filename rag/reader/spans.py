@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rag.lexical import words_set
+from rag.reader.question import EMAIL, PHONE, POSTCODE, URL
 from rag.reader.question import AnswerType as T
 from rag.types import Entity, Span
 
@@ -70,13 +71,10 @@ _PATTERNS: list[tuple[re.Pattern[str], dict[T, float]]] = [
         {T.PERCENT: 1.0, T.NUMBER: 0.6},
     ),
     (re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+(?:\.\d+)?\b"), {T.NUMBER: 0.9}),
-    (
-        re.compile(r"(?:\+44\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b"),
-        {T.CONTACT: 1.0, T.NUMBER: 0.7},
-    ),
-    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), {T.CONTACT: 1.0}),
-    (re.compile(r"(?:https?://|www\.)[^\s,;]+[^\s,;.]"), {T.CONTACT: 0.9}),
-    (re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}\b"), {T.CONTACT: 0.7, T.PLACE: 0.4}),
+    (PHONE, {T.CONTACT: 1.0, T.NUMBER: 0.7}),
+    (EMAIL, {T.CONTACT: 1.0}),
+    (URL, {T.CONTACT: 0.9}),
+    (POSTCODE, {T.CONTACT: 0.7, T.PLACE: 0.4}),
     (re.compile(r"\b[A-Z]{1,5}\d{2,}(?:[/-]\d+)+\b"), {T.REFERENCE: 1.0}),
     (
         re.compile(
@@ -128,11 +126,15 @@ def entity_types(label: str) -> dict[T, float]:
     return dict(_SPACY_TYPES.get(label, {T.THING: 0.5}))
 
 
+#: Characters never at either end of a span (``*``: markdown emphasis, "**0207 035 8904**").
+_EDGE = ",;:.\"“”‘’'(-–—*"
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     """Shrink a span to drop surrounding whitespace and punctuation (but keep closing ')')."""
-    while start < end and (text[start].isspace() or text[start] in ",;:.\"“”‘’'(-–—"):
+    while start < end and (text[start].isspace() or text[start] in _EDGE):
         start += 1
-    while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:.\"“”‘’'(-–—"):
+    while end > start and (text[end - 1].isspace() or text[end - 1] in _EDGE):
         end -= 1
     if end > start and text[end - 1] == ")" and "(" not in text[start:end]:
         end -= 1

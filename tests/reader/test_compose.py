@@ -9,6 +9,8 @@ passages whole, a missing model reported clearly.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -17,9 +19,11 @@ from rag.errors import ModelLoadError
 from rag.pipeline import Pipeline, make_reader
 from rag.reader.base import ReadContext
 from rag.reader.compose import ScoredReader, neutral_weights
-from rag.reader.model_source import one_line, reading, snap_to_words
-from rag.reader.question import analyse
+from rag.reader.evidence import EvidenceSentence
+from rag.reader.model_source import model_span_kind, one_line, reading, snap, snap_to_words
+from rag.reader.question import AnswerType, analyse
 from rag.reader.scoring import CALIBRATION_FEATURES, RANKER_FEATURES
+from rag.types import Entity, Span
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +148,53 @@ def test_model_spans_never_run_across_a_line_break(text: str, span: str, expecte
     start = text.index(span)
     s, e = one_line(text, start, start + len(span))
     assert text[s:e] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "expected"),
+    [
+        ("on 0300 303 3032 or ru@nwgnetwork.org", "303 3032", "0300 303 3032"),
+        ("visit www.gov.uk/home-office today", "www.gov.uk/", "www.gov.uk/home-office"),
+        ("E-Mail: eric.pickles@communities.gsi.gov.uk", "eric.pickles@communities", None),
+        ("ring **0207 035 8904** to arrange", "**0207 035 8904*", "0207 035 8904"),
+        ("Tel: 0303 444 3450\nFax: 0303 444 3289", "3450", "0303 444 3450"),  # one line
+        ("the unit (CSE) is", "CSE)", "CSE"),  # no contact detail: as snap_to_words
+    ],
+)
+def test_model_spans_never_cut_a_contact_detail(text: str, span: str, expected: str | None) -> None:
+    start = text.index(span)
+    s, e = snap(text, start, start + len(span))
+    assert text[s:e] == (expected or "eric.pickles@communities.gsi.gov.uk")
+
+
+def _one_sentence_context(text: str, entities: list[Entity]) -> tuple[Any, EvidenceSentence]:
+    """The least a model span needs to be typed: one document, its entities, a sentence."""
+    index = SimpleNamespace(
+        documents={"d": SimpleNamespace(text=text)},
+        annotations={"d": SimpleNamespace(entities=entities)},
+    )
+    sentence = EvidenceSentence("d", Span(0, len(text)), 0, 0)
+    return SimpleNamespace(index=index), sentence
+
+
+@pytest.mark.parametrize(
+    ("span", "kind", "contact"),
+    [
+        ("0370 000 2288", "pattern", True),  # a phone number, found by the model alone
+        ("Paul Lakin, Deputy Leader Martin Kimber", "chain", False),  # two names
+        ("Deputy Leader", "model", False),
+    ],
+)
+def test_model_spans_are_typed_as_the_heuristic_types_them(
+    span: str, kind: str, contact: bool
+) -> None:
+    text = "Councillor Paul Lakin, Deputy Leader Martin Kimber. Tel: 0370 000 2288"
+    people = [
+        Entity(text.index(n), text.index(n) + len(n), "PERSON")
+        for n in ("Paul Lakin", "Martin Kimber")
+    ]
+    context, sentence = _one_sentence_context(text, people)
+    start = text.index(span)
+    types, got = model_span_kind(context, sentence, start, start + len(span))
+    assert got == kind
+    assert (types.get(AnswerType.CONTACT, 0.0) > 0) is contact

@@ -52,6 +52,13 @@ def test_numbers_in_the_question_are_kept_for_grounding() -> None:
         ("In which year was the guidance issued?", "date"),
         ("When did the council reply?", None),  # often a clause: no shape required
         ("Who wrote to Lucy Allan?", None),
+        ("What email address is given for the minister?", "email"),
+        ("Who did the minister e-mail about the review?", None),  # e-mail the verb
+        ("What website does the Home Office list?", "web"),
+        ("What postcode is on the letter?", "postcode"),
+        ("What telephone number does the department give?", "phone"),
+        ("What number should she ring to arrange a meeting?", "phone"),
+        ("How many phone numbers does the letter give?", "number"),  # a count
     ],
 )
 def test_required_shape(question: str, shape: str | None) -> None:
@@ -67,6 +74,14 @@ def test_required_shape(question: str, shape: str | None) -> None:
         ("May’s local elections", "date", True),
         ("24 October 2016", "date", True),
         ("The Conservative Councillors", "date", False),
+        ("eric.pickles@communities.gsi.gov.uk", "email", True),
+        ("E-Mail", "email", False),
+        ("www.gov.uk/home-office", "web", True),
+        ("2 Marsham Street", "web", False),
+        ("SW1A 0AA", "postcode", True),
+        ("0207 035 8904", "phone", True),
+        ("Tel", "phone", False),
+        ("1,400", "phone", False),  # a number, but not one to ring
     ],
 )
 def test_has_shape(span: str, shape: str, fits: bool) -> None:
