@@ -38,8 +38,10 @@ What differs (deliberately, or unavoidably):
   fitted on eval/dev.jsonl; Haystack's answers when its best span beats the product of
   the spans' complements. So the quality columns compare two whole systems, not the QA
   model alone, and the dev half of the questions is in-sample for our threshold.
-- Haystack's retrievers keep their default ``top_k=10`` each before fusion (ours fuse
-  ``RAG_CANDIDATES``, 50, per side); both read ``RAG_READ_PASSAGES`` (8) passages.
+- Haystack's retrievers keep their defaults (``top_k=10`` each, BM25L on its own
+  tokens) and its fusion too (RRF k=61, equal weights); ours fuse ``RAG_CANDIDATES`` (50)
+  per side with RRF k=20, dense weighted 0.5 against BM25's 1.0 (``RAG_RRF_K``,
+  ``RAG_DENSE_WEIGHT``). Both read ``RAG_READ_PASSAGES`` (8) passages.
 - Ours analyses the question with spaCy (entities, answer type) in its first stage;
   Haystack has no such stage, so its first column is the query embedding alone.
 """
