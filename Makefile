@@ -79,6 +79,7 @@ bench: index
 	$(PY) bench/embedders.py
 	$(PY) bench/index_stages.py
 	$(PY) bench/ask_latency.py
+	$(PY) bench/ask_compare.py
 	$(PY) bench/dense_search.py
 	$(PY) bench/index_scale.py
 	$(PY) bench/milvus_search.py
