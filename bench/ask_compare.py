@@ -32,7 +32,8 @@ What differs (deliberately, or unavoidably):
   transformers 5 would load as stored (slow on a CPU, and not what we serve): the only
   setting of Haystack's reader besides the model path and ``device=cpu`` is
   ``model_kwargs={"dtype": torch.float32}``, as ``rag.reader.qa_model`` loads it.
-  The rest are its defaults: 384-token windows with stride 128 (ours too), 20 answers
+  The rest are its defaults: 384-token windows with stride 128 (ours: 256 with 96,
+  what the model was trained with, from its manifest), 20 answers
   per window, its own span probabilities and no-answer rule.
 - Our reader scores and calibrates its candidates (``rag.reader``) with a threshold
   fitted on eval/dev.jsonl; Haystack's answers when its best span beats the product of
@@ -262,14 +263,17 @@ def latency(runs: Sequence[Run]) -> dict[str, dict[str, float]]:
     }
 
 
-def answer_scores(items: Sequence[EvalItem], answers: Sequence[str | None]) -> dict[str, float]:
-    """SQuAD 2.0 EM/F1 on the answerable questions, abstentions on both kinds."""
+def answer_scores(
+    items: Sequence[EvalItem], answers: Sequence[str | None]
+) -> dict[str, float | None]:
+    """SQuAD 2.0 EM/F1 on the answerable questions, abstentions on both kinds (None for a
+    kind with no question: valid JSON, unlike NaN)."""
     pairs = list(zip(items, answers, strict=True))
     ans = [(i, a) for i, a in pairs if i.answerable]
     unans = [a for i, a in pairs if not i.answerable]
 
-    def mean(values: list[float]) -> float:
-        return round(sum(values) / len(values), 4) if values else float("nan")
+    def mean(values: list[float]) -> float | None:
+        return round(sum(values) / len(values), 4) if values else None
 
     return {
         "n_answerable": len(ans),
@@ -297,6 +301,10 @@ def measure(
     return runs
 
 
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     head = [h for h, _, _ in COLUMNS]
     lines = [
@@ -311,8 +319,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             stage = r["latency_ms"].get(ours if name == "ours" else theirs, {})
             cells.append(f"{stage.get('p50', '–')} / {stage.get('p95', '–')}")
         q = r["answers"]
-        cells.append(f"{q['answerable_em']:.3f} / {q['answerable_f1']:.3f}")
-        cells.append(f"{q['unanswerable_abstained']:.3f} ({q['n_unanswerable']})")
+        cells.append(f"{_num(q['answerable_em'])} / {_num(q['answerable_f1'])}")
+        cells.append(f"{_num(q['unanswerable_abstained'])} ({q['n_unanswerable']})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

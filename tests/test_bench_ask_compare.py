@@ -5,8 +5,6 @@ No model is loaded and nothing is timed against a limit.
 
 from __future__ import annotations
 
-import math
-
 from bench.ask_compare import ComponentTimer, Run, answer_scores, haystack_stages, latency
 from rag.evaluation.dataset import EvalItem
 
@@ -32,10 +30,10 @@ def test_answer_scores_split_answerable_and_unanswerable() -> None:
     assert scores["unanswerable_abstained"] == 0.5
 
 
-def test_answer_scores_without_unanswerable_questions_is_nan_not_an_error() -> None:
+def test_answer_scores_without_unanswerable_questions_is_none_not_an_error() -> None:
     scores = answer_scores([_item("a", ("x",))], ["x"])
     assert scores["answerable_f1"] == 1.0
-    assert math.isnan(scores["unanswerable_abstained"])
+    assert scores["unanswerable_abstained"] is None
 
 
 def test_haystack_stages_sum_their_components() -> None:
