@@ -480,6 +480,8 @@ def main() -> None:
         import logging
 
         logging.basicConfig(level=logging.WARNING)
+        import bm25s  # noqa: F401  (it sets its own logger to DEBUG when imported)
+
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # as the CLI does
         result = child_build(args) if args.child == "build" else child_ask(args)
         Path(args.child_output).write_text(json.dumps(result), encoding="utf-8")
