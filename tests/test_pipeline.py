@@ -84,12 +84,6 @@ def test_answers_real_questions_with_the_right_span(pipeline: Pipeline) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known regression of reader v3 (2026-12-01): the fused reader answers '£1.24 "
-    "million of Government funding', the amount with the words after it; strict, so the "
-    "day it passes again this marker must go",
-)
 def test_the_amount_alone_answers_how_much(pipeline: Pipeline) -> None:
     money = pipeline.ask(
         "How much Government funding backs the Child Sexual Exploitation Response Unit?"
