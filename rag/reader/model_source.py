@@ -15,9 +15,11 @@ The loaded model lives on the source (one per pipeline), not in a module cache.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from rag.reader.scoring import QA_UNSEEN
 from rag.reader.spans import SpanCandidate, entity_types
 from rag.reader.spans import candidates as spans_in_sentence
 from rag.store.index import Index
-from rag.types import Span
+from rag.types import Entity, Span
 
 #: Spans the QA model proposes per question.
 QA_TOP_N = 20
@@ -274,7 +276,11 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def model_span_kind(
-    context: ReadContext, sentence: EvidenceSentence, start: int, end: int
+    context: ReadContext,
+    sentence: EvidenceSentence,
+    start: int,
+    end: int,
+    cache: dict[tuple[str, int], dict[tuple[int, int], SpanCandidate]] | None = None,
 ) -> tuple[dict[AnswerType, float], str]:
     """The answer types and the kind of a model span, as the heuristic would type it.
 
@@ -283,22 +289,42 @@ def model_span_kind(
     types and kind, so "0370 000 2288" is a contact detail whoever proposed it. A span
     holding two or more names ("Paul Lakin, Deputy Leader Martin Kimber") is a chain of
     names, as the heuristic's own chains are; anything else is a plain model span.
+    ``cache`` (one dict per question) keeps a sentence's heuristic spans from being found
+    again for each of the model's spans in it.
     """
-    text = context.index.documents[sentence.document_id].text
-    entities = context.index.annotations[sentence.document_id].entities
-    sentence_entities = [
-        e for e in entities if sentence.span.start <= e.start and e.end <= sentence.span.end
-    ]
-    for cand in spans_in_sentence(text, sentence.span, sentence_entities, clauses=False):
-        if cand.start == start and cand.end == end:
-            return dict(cand.types), cand.source
+    doc_id = sentence.document_id
+    entities = context.index.annotations[doc_id].entities  # sorted by (start, end)
+    key = (doc_id, sentence.span.start)
+    spans = cache.get(key) if cache is not None else None
+    if spans is None:
+        text = context.index.documents[doc_id].text
+        found = spans_in_sentence(
+            text,
+            sentence.span,
+            _within(entities, sentence.span.start, sentence.span.end),
+            clauses=False,
+        )
+        spans = {(c.start, c.end): c for c in found}
+        if cache is not None:
+            cache[key] = spans
+    same = spans.get((start, end))
+    if same is not None:
+        return dict(same.types), same.source
+    inside = _within(entities, start, end)
     types: dict[AnswerType, float] = {}
-    for ent in entities:
+    for ent in inside:
         if ent.start == start and ent.end == end:
             for t, w in entity_types(ent.label).items():
                 types[t] = max(types.get(t, 0.0), w)
-    names = [e for e in entities if e.label in _NAME_LABELS and start <= e.start and e.end <= end]
+    names = [e for e in inside if e.label in _NAME_LABELS]
     return types, "chain" if len(names) >= 2 else "model"
+
+
+def _within(entities: Sequence[Entity], start: int, end: int) -> list[Entity]:
+    """The entities lying whole inside [start, end), from a list sorted by start."""
+    lo = bisect.bisect_left(entities, start, key=lambda e: e.start)
+    hi = bisect.bisect_left(entities, end, key=lambda e: e.start)
+    return [e for e in entities[lo:hi] if e.end <= end]
 
 
 #: spaCy labels of names: a span holding two of them is a list of names.
@@ -341,10 +367,11 @@ class ModelSource:
             for doc_id, start, end in _qa_spans(windows, QA_TOP_N)
         )
         out = []
+        kinds: dict[tuple[str, int], dict[tuple[int, int], SpanCandidate]] = {}
         for doc_id, start, end in keys:
             if start >= end:
                 continue
-            cand = self._candidate_for(context, evidence, doc_id, start, end)
+            cand = self._candidate_for(context, evidence, doc_id, start, end, kinds)
             if cand is not None:
                 out.append(cand)
         return out
@@ -379,6 +406,7 @@ class ModelSource:
         doc_id: str,
         start: int,
         end: int,
+        kinds: dict[tuple[str, int], dict[tuple[int, int], SpanCandidate]],
     ) -> Candidate | None:
         """A model span as a candidate with the span features, cited with the sentence it
         starts in (widened to its end when the span runs on); None when it is junk."""
@@ -388,7 +416,7 @@ class ModelSource:
         )
         if sentence is None:
             return None
-        span = SpanCandidate(start, end, *model_span_kind(context, sentence, start, end))
+        span = SpanCandidate(start, end, *model_span_kind(context, sentence, start, end, kinds))
         cand = span_candidate_features(context, sentence, span, "model")
         if cand is not None and end > cand.sentence.end:
             cand.sentence = Span(cand.sentence.start, end)
