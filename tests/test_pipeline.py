@@ -12,7 +12,7 @@ from rag.errors import InvalidQuestionError
 from rag.evaluation.dataset import load_eval_sets
 from rag.pipeline import Pipeline, load_components, validate_question
 from rag.reader.base import ReadContext, ScoredCandidate
-from rag.types import Span
+from rag.types import AskResult, Span
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,26 +24,6 @@ def test_question_validation() -> None:
             validate_question(bad, 100)
     with pytest.raises(InvalidQuestionError, match="limit is 10"):
         validate_question("x" * 11, 10)
-
-
-@pytest.mark.slow
-def test_every_answer_over_the_evaluation_questions_has_a_verifiable_citation(
-    pipeline: Pipeline,
-) -> None:
-    items = load_eval_sets([ROOT / "eval" / "dev.jsonl", ROOT / "eval" / "test.jsonl"])
-    answered = 0
-    for item in items:
-        result = pipeline.ask(item.question)
-        for answer in filter(None, [result.answer, result.rejected]):
-            c = answer.citation
-            doc = pipeline.index.documents[c.document_id]
-            assert doc.text[c.start : c.end] == answer.text
-            assert doc.text[c.sentence.start : c.sentence.end] == c.sentence_text
-            assert c.sentence.start <= c.start and c.end <= c.sentence.end
-            assert c.document_title == doc.title
-            assert 0.0 <= answer.score <= 1.0
-        answered += result.answer is not None
-    assert answered > len(items) / 3
 
 
 @pytest.mark.slow
@@ -104,19 +84,53 @@ def test_cts_reference_asked_by_the_ministers_name(pipeline: Pipeline) -> None:
     assert result.answer is not None and result.answer.text == "M11295/16"
 
 
+def _check_citations(pipeline: Pipeline, result: AskResult) -> None:
+    """The answer and the rejected runner-up quote their document exactly, inside the
+    sentence they cite."""
+    for answer in filter(None, [result.answer, result.rejected]):
+        c = answer.citation
+        doc = pipeline.index.documents[c.document_id]
+        assert doc.text[c.start : c.end] == answer.text
+        assert doc.text[c.sentence.start : c.sentence.end] == c.sentence_text
+        assert c.sentence.start <= c.start and c.end <= c.sentence.end
+        assert c.document_title == doc.title
+        assert 0.0 <= answer.score <= 1.0
+
+
+def _outcome(result: AskResult) -> tuple[object, bool]:
+    best = result.answer or result.rejected
+    return (None if best is None else (best.text, best.citation.start, best.score)), (
+        result.abstained
+    )
+
+
 @pytest.mark.slow
-def test_top_k_never_changes_the_answer(pipeline: Pipeline) -> None:
-    """The reader reads RAG_READ_PASSAGES passages whatever top_k a client asks to see."""
+def test_every_evaluation_answer_is_cited_verifiably_and_does_not_depend_on_top_k(
+    pipeline: Pipeline,
+) -> None:
+    """Every dev and test question: its answer is cited verifiably, and what the reader
+    reads is the same passages, in the same order with the same scores, for top_k 1, 5
+    and 10 (RAG_READ_PASSAGES whatever top_k a client asks to see), so the answer is the
+    same. For every third question the whole answer is also compared at top_k 1 and 10.
+    A read of eight passages costs about half a second here, retrieval a few ms: this is
+    what keeps the check over every question affordable in CI."""
     items = load_eval_sets([ROOT / "eval" / "dev.jsonl", ROOT / "eval" / "test.jsonl"])
-    for item in items:
-        outcomes = []
-        for top_k in (1, 5, 10):
-            result = pipeline.ask(item.question, top_k=top_k)
-            assert len(result.passages) <= top_k
-            best = result.answer or result.rejected
-            key = None if best is None else (best.text, best.citation.start, best.score)
-            outcomes.append((key, result.abstained))
-        assert outcomes[0] == outcomes[1] == outcomes[2], item.id
+    answered = 0
+    for n, item in enumerate(items):
+        text = validate_question(item.question, pipeline.settings.max_question_chars)
+        read = [pipeline._context(text, k, None, None)[0].passages for k in (1, 5, 10)]
+        assert read[0] == read[1] == read[2], item.id
+        assert len(read[0]) == pipeline.settings.read_passages
+        result = pipeline.ask(item.question, top_k=10)
+        assert len(result.passages) == 10
+        _check_citations(pipeline, result)
+        if n % 3 == 0:
+            one = pipeline.ask(item.question, top_k=1)
+            assert len(one.passages) == 1 and one.passages[0] == result.passages[0]
+            _check_citations(pipeline, one)
+            assert _outcome(one) == _outcome(result), item.id
+        answered += not result.abstained
+    assert answered > len(items) / 3
 
 
 class ListReader:
@@ -167,7 +181,7 @@ def test_concurrent_questions_get_the_answers_they_get_one_at_a_time(settings: S
 
     batched_settings = settings.model_copy(update={"reader_runtime": "onnx", "qa_coalesce": True})
     pipeline = Pipeline(batched_settings, load_components(batched_settings))
-    items = load_eval_sets([ROOT / "eval" / "dev.jsonl"])[:40]
+    items = load_eval_sets([ROOT / "eval" / "dev.jsonl"])[:24]
 
     def outcome(question: str) -> tuple[object, bool, float]:
         result = pipeline.ask(question)
