@@ -12,7 +12,16 @@ isotropic noise of norm ``--noise`` added and renormalised (cosine to their sour
 1/√(1 + noise²)). Recall@10 is the share of exact search's ten best rows that the IVF
 search also returns, averaged over the queries. Latency is one question at a time.
 
+**Filtered searches**, side by side in the same run: for each share in ``--shares`` a
+seeded random set of allowed rows (that share of the collection), searched as the
+service searches a filter (``search`` with the allowed rows and the default nprobe:
+``filtered_probes`` cells through a row bitmap), probing every cell (exact over the
+allowed rows: what the service did before for 1,000 to 20,000 allowed rows) and probing
+only the default nprobe cells through the bitmap (what it did before above 20,000), each
+against exact search over the allowed rows, beside the unfiltered search.
+
     .venv/bin/python bench/dense_search.py [--texts 3000] [--sizes 3000,10000,30000,100000]
+        [--shares 0.02,0.125,0.5] [--vectors-from .cache/open-large/index]
 
 Embeddings are cached in ``.cache/bench/`` (keyed by the texts and the model), so a second
 run only searches.
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -38,7 +48,17 @@ import faiss  # noqa: E402
 
 from rag.config import get_settings  # noqa: E402
 from rag.embedding import SentenceTransformerEmbedder  # noqa: E402
-from rag.store.dense import DenseKind, DenseSettings, build_dense, search  # noqa: E402
+from rag.store.dense import (  # noqa: E402
+    DenseKind,
+    DenseSettings,
+    build_dense,
+    filtered_probes,
+    row_bitmap,
+    search,
+    vectors_of,
+)
+from rag.store.index import read_dense  # noqa: E402
+from rag.store.layout import resolve_version  # noqa: E402
 
 K = 10
 
@@ -91,13 +111,16 @@ def replicate(real: np.ndarray, size: int, noise: float, seed: int) -> np.ndarra
 
 
 def timed_search(
-    index: faiss.Index, queries: np.ndarray, nprobe: int | None
+    index: faiss.Index,
+    queries: np.ndarray,
+    nprobe: int | None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[list[list[int]], list[float]]:
     rows: list[list[int]] = []
     times: list[float] = []
     for query in queries:
         started = time.perf_counter()
-        _, found = search(index, query, K, None, nprobe)
+        _, found = search(index, query, K, allowed, nprobe)
         times.append((time.perf_counter() - started) * 1000)
         rows.append([int(r) for r in found if r >= 0])
     return rows, times
@@ -107,6 +130,77 @@ def recall(found: list[list[int]], exact: list[list[int]]) -> float:
     return float(
         np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact, strict=True)])
     )
+
+
+def exact_over(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarray) -> list[list[int]]:
+    """Exact search's ten best allowed rows for each query."""
+    scores = queries @ vectors[allowed].T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :K]
+    return [[int(allowed[i]) for i in row] for row in top]
+
+
+def probe_search(
+    ivf: faiss.Index, queries: np.ndarray, probes: int, allowed: np.ndarray
+) -> tuple[list[list[int]], list[float]]:
+    """A bitmap-filtered IVF search of ``probes`` cells (the bitmap built per question)."""
+    inner = faiss.extract_index_ivf(ivf)
+    rows: list[list[int]] = []
+    times: list[float] = []
+    for query in queries:
+        started = time.perf_counter()
+        params = faiss.SearchParametersIVF()
+        params.nprobe = probes
+        selector = row_bitmap(allowed, int(inner.ntotal))
+        params.sel = selector
+        _, found = inner.search(query.reshape(1, -1), K, params=params)
+        times.append((time.perf_counter() - started) * 1000)
+        rows.append([int(r) for r in found[0] if r >= 0])
+    return rows, times
+
+
+#: Filtered-search rules compared: cells probed from (nprobe, nlist, share allowed).
+PROBE_RULES = {
+    "nprobe": lambda p, nlist, share: min(p, nlist),
+    "nprobe/sqrt(share)": lambda p, nlist, share: min(nlist, math.ceil(p / math.sqrt(share))),
+    "nprobe/share": lambda p, nlist, share: min(nlist, math.ceil(p / share)),
+    "every cell": lambda p, nlist, share: nlist,
+}
+
+
+def filtered_rows(
+    ivf: faiss.Index, vectors: np.ndarray, queries: np.ndarray, shares: list[float], seed: int
+) -> list[dict[str, object]]:
+    """Per share of allowed rows: the served filtered search and each rule of
+    ``PROBE_RULES``, p50 and recall@10 against exact search over the allowed rows."""
+    nlist = int(faiss.extract_index_ivf(ivf).nlist)
+    nprobe = DenseSettings().nprobe
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    for share in shares:
+        n_allowed = max(1, round(share * len(vectors)))
+        allowed = np.sort(rng.choice(len(vectors), size=n_allowed, replace=False)).astype(np.int64)
+        exact = exact_over(vectors, queries, allowed)
+        served, served_times = timed_search(ivf, queries, None, allowed)
+        rules = {}
+        for name, rule in PROBE_RULES.items():
+            probes = rule(nprobe, nlist, n_allowed / len(vectors))
+            found, times = probe_search(ivf, queries, probes, allowed)
+            rules[name] = {
+                "probes": probes,
+                "p50_ms": round(float(np.median(times)), 3),
+                "recall_at_10": round(recall(found, exact), 4),
+            }
+        rows.append(
+            {
+                "share": share,
+                "allowed": n_allowed,
+                "served_probes": filtered_probes(nprobe, nlist, len(vectors), n_allowed),
+                "served_p50_ms": round(float(np.median(served_times)), 3),
+                "served_recall_at_10": round(recall(served, exact), 4),
+                "rules": rules,
+            }
+        )
+    return rows
 
 
 def probes_of(row: dict[str, object]) -> list[dict[str, float]]:
@@ -122,18 +216,31 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--sizes", default="3000,10000,30000,100000")
     parser.add_argument("--nprobe", default="4,8,16,32,64")
+    parser.add_argument(
+        "--vectors-from",
+        type=Path,
+        help="an index folder (e.g. bench/open_retrieval_large.py's): search its real chunk "
+        "vectors, at their own size only, with the SQuAD questions of the first --texts "
+        "paragraphs",
+    )
+    parser.add_argument("--shares", default="0.02,0.125,0.5", help="filtered shares of rows")
     parser.add_argument("--noise", type=float, default=0.6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     nprobes = [int(p) for p in args.nprobe.split(",")]
+    shares = [float(s) for s in args.shares.split(",")]
 
     settings = get_settings()
     embedder = SentenceTransformerEmbedder(settings.embedding_model)
     texts, questions = squad_texts(args.data_dir, args.texts, args.queries)
     started = time.perf_counter()
-    real = embed_cached(embedder, texts, ROOT / ".cache" / "bench")
+    if args.vectors_from:  # every chunk vector of a built index: real at its whole size
+        real = vectors_of(read_dense(resolve_version(args.vectors_from)))
+        sizes = [len(real)]
+    else:
+        real = embed_cached(embedder, texts, ROOT / ".cache" / "bench")
     embed_seconds = time.perf_counter() - started
     queries = embedder.embed(questions)
     print(f"{len(real)} real paragraph vectors ({embed_seconds:.1f} s), {len(queries)} questions")
@@ -157,6 +264,7 @@ def main() -> None:
                     "recall_at_10": round(recall(found, exact), 4),
                 }
             )
+        _, plain_times = timed_search(ivf, queries, None)
         row = {
             "size": size,
             "vectors": label,
@@ -164,6 +272,8 @@ def main() -> None:
             "ivf_nlist": info.nlist,
             "ivf_build_s": round(ivf_build, 2),
             "ivf": probes,
+            "unfiltered_p50_ms": round(float(np.median(plain_times)), 3),
+            "filtered": filtered_rows(ivf, vectors, queries, shares, args.seed),
         }
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -179,6 +289,27 @@ def main() -> None:
             f"| {row['size']:,} | {row['vectors']} | {row['flat_p50_ms']:.2f} | "
             f"{row['ivf_nlist']} | {row['ivf_build_s']} | {cells} |"
         )
+    print()
+    names = list(PROBE_RULES)
+    print(
+        "| size | unfiltered p50 ms | share allowed | served: cells, p50 ms / recall@10 | "
+        + " | ".join(f"{n}: cells, p50 ms / recall@10" for n in names)
+        + " |"
+    )
+    print("|---" * (4 + len(names)) + "|")
+    for row in results:
+        filtered = row["filtered"]
+        assert isinstance(filtered, list)
+        for f in filtered:
+            cells = " | ".join(
+                f"{r['probes']}, {r['p50_ms']:.2f} / {r['recall_at_10']:.3f}"
+                for r in (f["rules"][n] for n in names)
+            )
+            print(
+                f"| {row['size']:,} | {row['unfiltered_p50_ms']:.2f} | {f['share']} "
+                f"({f['allowed']:,}) | {f['served_probes']}, {f['served_p50_ms']:.2f} / "
+                f"{f['served_recall_at_10']:.3f} | {cells} |"
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -14,7 +14,7 @@ import pytest
 
 from rag.store import Index, IndexBuilder
 from rag.store.dense import (
-    EXACT_SUBSET_ROWS,
+    GATHER_ROWS,
     DenseInfo,
     DenseKind,
     DenseSettings,
@@ -122,10 +122,11 @@ def test_a_filtered_ivf_search_is_exact_over_the_allowed_rows(
 ) -> None:
     ivf, _ = build_dense(real_vectors, DenseSettings(kind=DenseKind.IVF, nlist=8, nprobe=1))
     allowed = np.arange(10, len(real_vectors), 7, dtype=np.int64)
-    assert allowed.size <= EXACT_SUBSET_ROWS
+    assert allowed.size <= GATHER_ROWS
     for query in queries:
         expected = [int(allowed[i]) for i in _exact(real_vectors[allowed], query, 10)]
-        # nprobe 1 would miss most allowed rows; the exact path over the subset does not.
+        # nprobe 1 would miss most allowed rows; the exact search over the gathered rows
+        # does not.
         assert _rows(search(ivf, query, 10, allowed, 1)) == expected
 
 

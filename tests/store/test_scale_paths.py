@@ -3,7 +3,7 @@
 * BM25 summed in one collection-sized array (many postings) ranks exactly as summing
   over the sorted distinct rows (few postings), and as scoring every chunk, filtered or not;
 * an IVF search filtered through a bitmap of the allowed rows finds what the hash-set
-  selector it replaces found;
+  selector it replaces found, probing more cells the fewer rows it allows;
 * checksums verified on several threads still refuse a missing or altered file.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from rag.errors import IndexCorruptError
 from rag.store import dense as dense_index
 from rag.store import index as index_module
-from rag.store.dense import DenseKind, DenseSettings, build_dense, row_bitmap
+from rag.store.dense import DenseKind, DenseSettings, build_dense, filtered_probes, row_bitmap
 from rag.store.index import Index
 from rag.store.layout import MANIFEST
 from rag.store.manifest import Manifest, verify_files
@@ -79,27 +79,25 @@ def test_a_bitmap_filtered_ivf_search_finds_what_the_batch_selector_found() -> N
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((4000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ivf, info = build_dense(vectors, DenseSettings(kind=DenseKind.IVF, nlist=16, nprobe=4))
-    allowed = np.sort(rng.choice(4000, size=dense_index.EXACT_SUBSET_ROWS // 1000, replace=False))
-    allowed = np.unique(np.concatenate([allowed, np.arange(7, 4000, 2)])).astype(np.int64)
+    ivf, info = build_dense(vectors, DenseSettings(kind=DenseKind.IVF, nlist=16, nprobe=2))
+    allowed = np.unique(np.concatenate([rng.choice(4000, size=20), np.arange(7, 4000, 3)]))
+    allowed = allowed.astype(np.int64)
+    assert allowed.size > dense_index.GATHER_ROWS  # the IVF path with a selector
     bits = row_bitmap(allowed, 4000)
     assert [r for r in range(4000) if bits.is_member(r)] == allowed.tolist()
-    monkey_limit = dense_index.EXACT_SUBSET_ROWS
-    try:
-        dense_index.EXACT_SUBSET_ROWS = 0  # the IVF path with a selector, not the exact one
-        for query in vectors[:20]:
-            scores, rows = dense_index.search(ivf, query, 10, allowed, None)
-            params = faiss.SearchParametersIVF()
-            params.nprobe = 4
-            params.sel = faiss.IDSelectorBatch(allowed)
-            old_scores, old_rows = faiss.extract_index_ivf(ivf).search(
-                query.reshape(1, -1), 10, params=params
-            )
-            assert rows.tolist() == old_rows[0].tolist()
-            assert np.array_equal(scores, old_scores[0])
-            assert set(rows[rows >= 0].tolist()) <= set(allowed.tolist())
-    finally:
-        dense_index.EXACT_SUBSET_ROWS = monkey_limit
+    probes = filtered_probes(2, 16, 4000, int(allowed.size))
+    assert 2 < probes < 16  # scaled by the share allowed, not every cell
+    for query in vectors[:20]:
+        scores, rows = dense_index.search(ivf, query, 10, allowed, None)
+        params = faiss.SearchParametersIVF()
+        params.nprobe = probes
+        params.sel = faiss.IDSelectorBatch(allowed)
+        old_scores, old_rows = faiss.extract_index_ivf(ivf).search(
+            query.reshape(1, -1), 10, params=params
+        )
+        assert rows.tolist() == old_rows[0].tolist()
+        assert np.array_equal(scores, old_scores[0])
+        assert set(rows[rows >= 0].tolist()) <= set(allowed.tolist())
     assert info.nlist == 16
 
 
@@ -128,17 +126,30 @@ def test_checksums_verified_on_threads_refuse_a_missing_or_altered_file(tmp_path
         verify_files(tmp_path, manifest)
 
 
-@pytest.mark.parametrize("n_allowed", [300, 1500, 3500])
-def test_a_filtered_ivf_search_below_the_subset_limit_is_exact(n_allowed: int) -> None:
-    """Gathered by id (a few rows) or every cell probed with a bitmap: exact either way."""
+def test_a_filtered_search_probes_as_many_cells_as_its_share_needs() -> None:
+    assert filtered_probes(32, 1024, 100_000, 100_000) == 32  # everything allowed
+    assert filtered_probes(32, 1024, 100_000, 0) == 32  # nothing allowed: nothing to find
+    assert filtered_probes(32, 16, 100_000, 100_000) == 16  # never more cells than exist
+    assert filtered_probes(32, 1024, 100_000, 12_440) == 91  # ceil(32 / sqrt(0.1244))
+    assert filtered_probes(32, 1024, 100_000, 50_000) == 46
+    assert filtered_probes(32, 1024, 100_000, 2_000) == 227
+    assert filtered_probes(32, 1024, 100_000, 10) == 1024  # a few rows: every cell
+
+
+@pytest.mark.parametrize(("n_allowed", "nprobe"), [(300, 1), (1500, 10), (3500, 15)])
+def test_a_filtered_ivf_search_is_exact_when_its_probes_reach_every_cell(
+    n_allowed: int, nprobe: int
+) -> None:
+    """Gathered by id (a few rows), or scaled probes that reach all 16 cells: exact."""
     rng = np.random.default_rng(2)
     vectors = rng.standard_normal((4000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ivf, _ = build_dense(vectors, DenseSettings(kind=DenseKind.IVF, nlist=16, nprobe=1))
     allowed = np.sort(rng.choice(4000, size=n_allowed, replace=False)).astype(np.int64)
-    assert n_allowed <= dense_index.EXACT_SUBSET_ROWS
+    if n_allowed > dense_index.GATHER_ROWS:
+        assert nprobe < 16 and filtered_probes(nprobe, 16, 4000, n_allowed) == 16
     for query in vectors[:20]:
         scores = vectors[allowed] @ query
         expected = allowed[np.argsort(-scores, kind="stable")[:10]].tolist()
-        found = dense_index.search(ivf, query, 10, allowed, 1)[1]
+        found = dense_index.search(ivf, query, 10, allowed, nprobe)[1]
         assert found.tolist() == expected
