@@ -14,11 +14,11 @@ search also returns, averaged over the queries. Latency is one question at a tim
 
 **Filtered searches**, side by side in the same run: for each share in ``--shares`` a
 seeded random set of allowed rows (that share of the collection), searched as the
-service searches a filter (``search`` with the allowed rows and the default nprobe:
-``filtered_probes`` cells through a row bitmap), probing every cell (exact over the
-allowed rows: what the service did before for 1,000 to 20,000 allowed rows) and probing
-only the default nprobe cells through the bitmap (what it did before above 20,000), each
-against exact search over the allowed rows, beside the unfiltered search.
+service searches a filter (``search``: up to 1,000 rows gathered and searched exactly,
+above that ``filtered_probes`` cells through a row bitmap) and through the bitmap with
+each rule of ``PROBE_RULES`` for the cells probed (``nprobe`` alone: what the service did
+before above 20,000 rows; every cell: exact, what it did before for 1,000 to 20,000),
+each against exact search over the allowed rows, beside the unfiltered search.
 
     .venv/bin/python bench/dense_search.py [--texts 3000] [--sizes 3000,10000,30000,100000]
         [--shares 0.02,0.125,0.5] [--vectors-from .cache/open-large/index]
@@ -36,6 +36,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,20 +111,28 @@ def replicate(real: np.ndarray, size: int, noise: float, seed: int) -> np.ndarra
     return np.ascontiguousarray(np.concatenate([real, copies]), dtype=np.float32)
 
 
+def timed(
+    queries: np.ndarray, find: Callable[[np.ndarray], np.ndarray]
+) -> tuple[list[list[int]], list[float]]:
+    """The rows ``find`` returns for each query, one at a time, and its milliseconds."""
+    rows: list[list[int]] = []
+    times: list[float] = []
+    for query in queries:
+        started = time.perf_counter()
+        found = find(query)
+        times.append((time.perf_counter() - started) * 1000)
+        rows.append([int(r) for r in found if r >= 0])
+    return rows, times
+
+
 def timed_search(
     index: faiss.Index,
     queries: np.ndarray,
     nprobe: int | None,
     allowed: np.ndarray | None = None,
 ) -> tuple[list[list[int]], list[float]]:
-    rows: list[list[int]] = []
-    times: list[float] = []
-    for query in queries:
-        started = time.perf_counter()
-        _, found = search(index, query, K, allowed, nprobe)
-        times.append((time.perf_counter() - started) * 1000)
-        rows.append([int(r) for r in found if r >= 0])
-    return rows, times
+    """The served search (``rag.store.dense.search``), timed per query."""
+    return timed(queries, lambda query: search(index, query, K, allowed, nprobe)[1])
 
 
 def recall(found: list[list[int]], exact: list[list[int]]) -> float:
@@ -144,26 +153,24 @@ def probe_search(
 ) -> tuple[list[list[int]], list[float]]:
     """A bitmap-filtered IVF search of ``probes`` cells (the bitmap built per question)."""
     inner = faiss.extract_index_ivf(ivf)
-    rows: list[list[int]] = []
-    times: list[float] = []
-    for query in queries:
-        started = time.perf_counter()
+
+    def find(query: np.ndarray) -> np.ndarray:
         params = faiss.SearchParametersIVF()
         params.nprobe = probes
         selector = row_bitmap(allowed, int(inner.ntotal))
-        params.sel = selector
-        _, found = inner.search(query.reshape(1, -1), K, params=params)
-        times.append((time.perf_counter() - started) * 1000)
-        rows.append([int(r) for r in found[0] if r >= 0])
-    return rows, times
+        params.sel = selector  # held here while FAISS searches with it
+        return inner.search(query.reshape(1, -1), K, params=params)[1][0]
+
+    return timed(queries, find)
 
 
-#: Filtered-search rules compared: cells probed from (nprobe, nlist, share allowed).
-PROBE_RULES = {
-    "nprobe": lambda p, nlist, share: min(p, nlist),
-    "nprobe/sqrt(share)": lambda p, nlist, share: min(nlist, math.ceil(p / math.sqrt(share))),
-    "nprobe/share": lambda p, nlist, share: min(nlist, math.ceil(p / share)),
-    "every cell": lambda p, nlist, share: nlist,
+#: Filtered-search rules compared: cells probed from (nprobe, nlist, rows, rows allowed).
+#: The served rule is ``filtered_probes`` itself, so its column is what the service does.
+PROBE_RULES: dict[str, Callable[[int, int, int, int], int]] = {
+    "nprobe": lambda p, nlist, n, allowed: min(p, nlist),
+    "nprobe/sqrt(share) (served)": filtered_probes,
+    "nprobe/share": lambda p, nlist, n, allowed: min(nlist, math.ceil(p * n / allowed)),
+    "every cell": lambda p, nlist, n, allowed: nlist,
 }
 
 
@@ -183,7 +190,7 @@ def filtered_rows(
         served, served_times = timed_search(ivf, queries, None, allowed)
         rules = {}
         for name, rule in PROBE_RULES.items():
-            probes = rule(nprobe, nlist, n_allowed / len(vectors))
+            probes = rule(nprobe, nlist, len(vectors), n_allowed)
             found, times = probe_search(ivf, queries, probes, allowed)
             rules[name] = {
                 "probes": probes,

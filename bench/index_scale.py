@@ -207,7 +207,7 @@ def child(args: argparse.Namespace) -> None:
 
     pipeline = Pipeline.from_settings(get_settings())
     ready_s = time.time() - args.t0
-    hwm_ready = _status_kb("VmHWM")
+    hwm_ready = status_kb("VmHWM")
     index = pipeline.index
     work = json.loads(Path(args.child_input).read_text())
     queries = np.load(work["queries"])
@@ -250,7 +250,7 @@ def child(args: argparse.Namespace) -> None:
         results[name] = {
             "p50_ms": percentile(times, 50),
             "p95_ms": percentile(times, 95),
-            "hwm_after_mb": round(_status_kb("VmHWM") / 1024, 1),
+            "hwm_after_mb": round(status_kb("VmHWM") / 1024, 1),
         }
     out = {
         "ready_s": round(ready_s, 2),
@@ -261,11 +261,12 @@ def child(args: argparse.Namespace) -> None:
         "timings": results,
         "found": {k: found[k] for k in ("dense", "dense_date")},
     }
-    out["hwm_end_mb"] = round(_status_kb("VmHWM") / 1024, 1)
+    out["hwm_end_mb"] = round(status_kb("VmHWM") / 1024, 1)
     Path(args.child_output).write_text(json.dumps(out))
 
 
-def _status_kb(field: str) -> int:
+def status_kb(field: str) -> int:
+    """A field of this process's ``/proc/self/status`` in kB (VmRSS, VmHWM); 0 if absent."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])

@@ -79,6 +79,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from index_scale import status_kb  # noqa: E402
 
 #: The shared data sets, relative to the project folder, as ``rag.train`` finds them.
 DEFAULT_DATA = Path(os.environ.get("RAG_TRAIN_DATA", "../shared/datasets"))
@@ -253,13 +256,6 @@ def load_all(folder: Path, names: Sequence[str]) -> tuple[dict[str, list[Any]], 
 # -- child processes ---------------------------------------------------------------------
 
 
-def _status_kb(name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def _tree_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -295,7 +291,7 @@ def child_build(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "index_mb": round(_tree_bytes(live) / 1e6, 1),
         "dense": manifest.dense,
-        "peak_rss_mb": round(_status_kb("VmHWM") / 1024, 1),
+        "peak_rss_mb": round(status_kb("VmHWM") / 1024, 1),
         "summary": report.summary(),
     }
 
@@ -310,8 +306,8 @@ def child_ask(args: argparse.Namespace) -> dict[str, Any]:
     pipeline = Pipeline.from_settings(get_settings())
     load_s = time.perf_counter() - started
     ready_s = time.time() - args.t0
-    rss_mb = _status_kb("VmRSS") / 1024
-    hwm_mb = _status_kb("VmHWM") / 1024
+    rss_mb = status_kb("VmRSS") / 1024
+    hwm_mb = status_kb("VmHWM") / 1024
     work = json.loads(Path(args.child_input).read_text(encoding="utf-8"))
     index = pipeline.index
     for question in work["warmup"]:
@@ -347,7 +343,7 @@ def child_ask(args: argparse.Namespace) -> dict[str, Any]:
         "ready_s": round(ready_s, 2),
         "rss_after_load_mb": round(rss_mb, 1),
         "hwm_after_load_mb": round(hwm_mb, 1),
-        "peak_rss_mb": round(_status_kb("VmHWM") / 1024, 1),
+        "peak_rss_mb": round(status_kb("VmHWM") / 1024, 1),
         "chunks": len(index.chunks),
         "documents": len(index.documents),
         "dense": index.dense_info.to_dict(),

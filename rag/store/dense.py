@@ -239,7 +239,6 @@ def search(
         return _search_subset(ivf, q[0], k, allowed)
     ivf_params = faiss.SearchParametersIVF()
     probes = min(nprobe or int(ivf.nprobe), int(ivf.nlist))
-    selector = None
     if allowed is not None:
         probes = filtered_probes(probes, int(ivf.nlist), int(ivf.ntotal), int(allowed.size))
         selector = row_bitmap(allowed, int(ivf.ntotal))
