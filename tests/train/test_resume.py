@@ -7,6 +7,12 @@ from the shared data sets, so the test takes seconds, not minutes.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,35 +44,37 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(tmp: Path, data: Path, *extra: str) -> TrainConfig:
-    return parse_args(
-        [
-            "--data-dir",
-            str(data),
-            "--mix",
-            "squad2=1,qed=1",
-            "--heldout",
-            "squad2=0.4,default=0.1",
-            "--out",
-            str(tmp / "model"),
-            "--checkpoints",
-            str(tmp / "ckpt"),
-            "--limit",
-            "48",
-            "--batch-size",
-            "4",
-            "--max-steps",
-            "6",
-            "--checkpoint-every",
-            "2",
-            "--max-seq-len",
-            "128",
-            "--doc-stride",
-            "32",
-            "--threads",
-            "1",
-            *extra,
-        ]
-    )
+    return parse_args(argv(tmp, data, *extra))
+
+
+def argv(tmp: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "--data-dir",
+        str(data),
+        "--mix",
+        "squad2=1,qed=1",
+        "--heldout",
+        "squad2=0.4,default=0.1",
+        "--out",
+        str(tmp / "model"),
+        "--checkpoints",
+        str(tmp / "ckpt"),
+        "--limit",
+        "48",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "6",
+        "--checkpoint-every",
+        "2",
+        "--max-seq-len",
+        "128",
+        "--doc-stride",
+        "32",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_interrupted_run_resumes_to_the_same_step_count(tmp_path: Path, small_data: Path) -> None:
@@ -98,3 +106,55 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(
     run(config(tmp_path, small_data, "--stop-after-steps", "2"))
     with pytest.raises(SystemExit, match=r"other settings.*lr"):
         run(config(tmp_path, small_data, "--resume", "--lr", "0.001"))
+
+
+def test_a_stopped_run_publishes_what_it_reached_and_another_machine_continues(
+    tmp_path: Path, small_data: Path
+) -> None:
+    """SIGTERM mid-run: the run checkpoints, publishes its weights with resume.json, and
+    a machine without the checkpoint folder (only the published model, as committed)
+    continues to the planned step count."""
+    args = argv(tmp_path, small_data, "--max-steps", "30", "--checkpoint-every", "1")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag.train", *args],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(root)},
+    )
+    state_file = tmp_path / "ckpt" / "last" / "state.json"
+    deadline = time.monotonic() + 600  # generous: a busy machine prepares data slowly
+    while not state_file.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+
+    out = tmp_path / "model"
+    manifest = json.loads((out / "manifest.json").read_text())
+    state = json.loads((out / "resume.json").read_text())
+    stopped_at = state["step"]
+    assert 1 <= stopped_at < 30
+    assert manifest["training"]["status"] == "stopped, resumable"
+    assert manifest["training"]["steps"] == stopped_at == manifest["heldout"]["published_step"]
+    assert manifest["heldout"]["history"][-1]["step"] == stopped_at
+
+    shutil.rmtree(tmp_path / "ckpt")  # a new machine: only the committed folder is left
+    resumed = run(config(tmp_path, small_data, "--max-steps", "30", "--resume"))
+    assert resumed["training"]["steps"] == 30
+    assert resumed["training"]["resumed_at_steps"] == [stopped_at]
+    assert resumed["training"]["status"] == "finished"
+    assert not (out / "resume.json").exists()
+
+
+def test_resume_from_a_published_model_refuses_other_settings(
+    tmp_path: Path, small_data: Path
+) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    state = {"config": {"lr": 1.0}, "step": 3}
+    (out / "resume.json").write_text(json.dumps(state))
+    with pytest.raises(SystemExit, match="other settings"):
+        run(config(tmp_path, small_data, "--resume"))
