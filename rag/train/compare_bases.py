@@ -57,7 +57,7 @@ def train_args(base: str | None, work: Path, args: argparse.Namespace) -> list[s
         "--max-minutes",
         "10000",  # the budget is the examples, never the clock
         "--threads",
-        "2",
+        "auto",  # two threads are several times slower when another job holds a core
     ]
     if base:
         argv += ["--base-model", base]
@@ -107,23 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path(".cache/base-compare"))
     p.add_argument("--report", type=Path, default=Path("reports/base-compare.json"))
     args = p.parse_args(argv)
-    rows = []
+    # Rows of bases measured earlier with the same settings are kept (a run may be
+    # split, one base at a time); a base measured again replaces its row.
+    settings = {k: str(v) for k, v in vars(args).items() if k not in ("bases", "report")}
+    rows: list[dict[str, Any]] = []
+    if args.report.is_file():
+        earlier = json.loads(args.report.read_text())
+        if earlier.get("settings") == settings:
+            rows = earlier["rows"]
     for name in args.bases.split(","):
         work = args.work / name
         t0 = time.monotonic()
         manifest = run(parse_args(train_args(CANDIDATES[name], work, args)))
-        rows.append(row(name, manifest, time.monotonic() - t0))
+        rows = [r for r in rows if r["base"] != name] + [row(name, manifest, time.monotonic() - t0)]
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(
-            json.dumps(
-                {
-                    "settings": vars(args) | {"work": str(args.work), "report": str(args.report)},
-                    "rows": rows,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        report = {"settings": settings, "rows": rows}
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(rows))
     return 0
 
