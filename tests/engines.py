@@ -135,15 +135,17 @@ def ray_logs(temp_dir: Path) -> str:
         order = ("gcs_server", "raylet", "monitor", "python-core-driver")
         return next((i for i, p in enumerate(order) if path.name.startswith(p)), 9), path.name
 
+    files = sorted((p for p in logs.iterdir() if p.is_file()), key=rank)
     parts = []
-    for path in sorted((p for p in logs.iterdir() if p.is_file()), key=rank)[:8]:
+    for path in files[:8]:
         try:
             text = path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
         except OSError as exc:
             text = f"(unreadable: {exc})"
         if text.strip():
             parts.append(f"== {path} ==\n{text}")
-    return "\n".join(parts) or f"(the Ray logs in {logs} are empty)"
+    names = ", ".join(p.name for p in files) or "none"
+    return "\n".join(parts) or f"(the Ray logs in {logs} are empty; files: {names})"
 
 
 class LocalRay:
