@@ -14,9 +14,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -52,6 +53,8 @@ class LocalService:
     process: subprocess.Popen[bytes]
     log: Path
     ready: bool = False
+    #: What started it (``start_service``'s arguments), so that ``restart`` can again.
+    started_with: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def log_tail(self) -> str:
         try:
@@ -97,6 +100,17 @@ class LocalService:
             time.sleep(0.05)
         return self
 
+    def restart(self) -> LocalService:
+        """Stop it and start it again as it was first started, in place: a new process on
+        a new port, logging to a new file (the old log stays for the post-mortem)."""
+        self.stop()
+        args = dict(self.started_with)
+        attempt = int(args.pop("attempt", 1)) + 1
+        fresh = start_service(self.name, attempt=attempt, **args)
+        self.base, self.process, self.log = fresh.base, fresh.process, fresh.log
+        self.started_with, self.ready = fresh.started_with, False
+        return self
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -108,16 +122,22 @@ class LocalService:
 
 
 def start_service(
-    name: str, index: Path, workdir: Path, *, args: tuple[str, ...] = (), **env: str
+    name: str,
+    index: Path,
+    workdir: Path,
+    *,
+    args: tuple[str, ...] = (),
+    attempt: int = 1,
+    **env: str,
 ) -> LocalService:
     """Start `rag serve` on a free port, reading ``index``; returns before it is ready.
 
     It runs in ``workdir`` (so no developer ``.env`` is read) and logs to
-    ``workdir/<name>.log``.
+    ``workdir/<name>.log`` (``<name>.<attempt>.log`` for a later attempt).
     """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / f"{name}.log"
+    log = workdir / (f"{name}.log" if attempt == 1 else f"{name}.{attempt}.log")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     if "RAG_READER" in os.environ:  # a developer may pin the reader for every run
         environ["RAG_READER"] = os.environ["RAG_READER"]
@@ -134,4 +154,5 @@ def start_service(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    return LocalService(name, f"http://127.0.0.1:{port}", process, log)
+    started_with = {"index": index, "workdir": workdir, "args": args, "attempt": attempt, **env}
+    return LocalService(name, f"http://127.0.0.1:{port}", process, log, started_with=started_with)

@@ -96,6 +96,9 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type"],
+            # A page on another site may read only the headers listed here: the widget
+            # waits as long as a 503's or 429's Retry-After asks.
+            expose_headers=["Retry-After", "X-Request-ID"],
             max_age=600,
         )
     # Outermost: every request gets an id, a log line and its metrics, refused ones too.

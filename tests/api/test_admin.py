@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from rag.api import create_app
 from rag.config import Settings
 from rag.devserver import publish_copy, start_service
+from tests.engines import ready
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -69,7 +70,7 @@ def test_upload_reindexes_in_the_background_and_the_document_is_served(
         RAG_INDEX_POLL_SECONDS="600",  # the end of the build itself triggers the swap
     )
     try:
-        base = service.wait_ready(timeout=180).base
+        base = ready(service).base
         with httpx.Client(base_url=base, timeout=30) as http:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 r = http.post("/v1/admin/reindex", headers=headers)

@@ -13,6 +13,7 @@ import pytest
 
 from rag.devserver import LocalService, publish_copy, start_service
 from rag.store.layout import VERSIONS
+from tests import engines
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,7 @@ def test_new_versions_are_served_without_a_restart_and_no_request_fails(
     )
     try:
         # Started before any index exists: 503 with the reason, and no server path in it.
-        service.wait_ready(expect_status=503, timeout=120)
+        engines.ready(service, expect_status=503)
         status, body = _ready_json(service)
         assert status == 503 and body["error"]["code"] == "not_ready"
         assert "rag index" in body["error"]["message"]
@@ -131,7 +132,7 @@ def test_rate_limit_keys_on_the_socket_peer_and_covers_every_route(tmp_path: Pat
     empty.mkdir()
     service = start_service("spoof", empty, tmp_path, RAG_RATE_LIMIT_PER_MINUTE="3")
     try:
-        service.wait_ready(expect_status=503, timeout=120)  # probes are never limited
+        engines.ready(service, expect_status=503)  # probes are never limited
         statuses = [
             httpx.get(
                 service.base + "/widget.js", headers={"X-Forwarded-For": f"203.0.113.{n}"}
@@ -159,7 +160,7 @@ def test_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
         RAG_MAX_BODY_BYTES="1000",
     )
     try:
-        service.wait_ready(expect_status=503, timeout=120)
+        engines.ready(service, expect_status=503)
         for n in range(5):  # five clients behind the proxy: each has its own budget
             forwarded = {"X-Forwarded-For": f"198.51.100.{n}"}
             r = httpx.get(service.base + "/widget.js", headers=forwarded)
@@ -208,7 +209,7 @@ def test_several_worker_processes_serve_the_same_index(index_dir: Path, tmp_path
         RAG_ASK_QUEUE_TIMEOUT_SECONDS="120",  # however slow a shared CI machine is
     )
     try:
-        service.wait_all_ready(timeout=240)  # both workers load on their own
+        engines.ready(service, all_workers=True)  # both workers load on their own
         workers = [c for c in _children(service.process.pid) if _rss_mb(c) > 200]
         assert len(workers) == 2, workers  # each with its own models and index
         outcomes: list[int] = []

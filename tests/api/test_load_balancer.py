@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from rag.devserver import LocalService, free_port, publish_copy, start_service
+from tests.engines import NGINX_START_TIMEOUT, ready, retry_once, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -68,10 +69,22 @@ class Nginx:
     prefix: Path
 
     def log_tail(self) -> str:
-        try:
-            return (self.prefix / "error.log").read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
+        parts = []
+        for name in ("error.log", "stdout.log"):
+            try:
+                parts.append(f"== {name} ==\n" + (self.prefix / name).read_text(errors="replace"))
+            except OSError:
+                continue
+        return "\n".join(part[-3000:] for part in parts)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def nginx_config(prefix: Path, replicas: list[str], rr_port: int, sticky_port: int) -> str:
@@ -135,11 +148,11 @@ def nginx_in_front(
         "RAG_TRUSTED_PROXIES": "127.0.0.1",
     }
     replicas = [start_service(f"replica-{n}", index_dir, tmp_path / f"r{n}", **env) for n in (1, 2)]
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        for replica in replicas:
-            replica.wait_ready(timeout=240)
-        prefix = tmp_path / "nginx"
+    started: list[Nginx] = []  # each attempt's, the failed one too
+
+    def start_nginx() -> Nginx:
+        """nginx on two free ports, once it proxies /readyz on both."""
+        prefix = tmp_path / f"nginx-{len(started) + 1}"
         prefix.mkdir()
         rr_port, sticky_port = free_port(), free_port()
         conf = prefix / "nginx.conf"
@@ -155,30 +168,31 @@ def nginx_in_front(
         lb = Nginx(
             process, f"http://127.0.0.1:{rr_port}", f"http://127.0.0.1:{sticky_port}", prefix
         )
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"nginx exited ({process.returncode}):\n{lb.log_tail()}")
-            try:
-                if all(
-                    httpx.get(base + "/readyz", timeout=2).status_code == 200
-                    for base in (lb.round_robin, lb.sticky)
-                ):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nginx never proxied /readyz:\n{lb.log_tail()}")
-            time.sleep(0.1)
+        started.append(lb)
+        wait_until(
+            lambda: all(
+                httpx.get(base + "/readyz", timeout=5).status_code == 200
+                for base in (lb.round_robin, lb.sticky)
+            ),
+            timeout=NGINX_START_TIMEOUT,
+            what="nginx proxying /readyz",
+            exited=process.poll,
+        )
+        return lb
+
+    try:
+        for replica in replicas:
+            ready(replica)
+        lb = retry_once(
+            "nginx",
+            start_nginx,
+            log=lambda: started[-1].log_tail() if started else "(nginx never started)",
+            reset=lambda: started and started[-1].stop(),
+        )
         yield lb, replicas
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for each in started:
+            each.stop()
         for replica in replicas:
             replica.stop()
 

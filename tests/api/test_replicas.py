@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from rag.devserver import LocalService, publish_copy, start_service
+from tests.engines import ready
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_two_replicas_answer_alike_swap_alike_and_limit_apart(
     replicas = [start_service(f"replica-{n}", index_dir, tmp_path / f"r{n}", **env) for n in (1, 2)]
     try:
         for replica in replicas:
-            replica.wait_ready(timeout=240)
+            ready(replica)
             assert _version(replica) == first
         # The same answer, citation and passages from either replica.
         for question in QUESTIONS:

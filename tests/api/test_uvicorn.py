@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from rag.devserver import start_service
+from tests.engines import ready
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_real_server_answers_with_a_citation(index_dir: Path, tmp_path: Path) -> None:
     service = start_service("api", index_dir, tmp_path)
     try:
-        base = service.wait_ready(timeout=120).base
+        base = ready(service).base
         r = httpx.post(
             f"{base}/v1/ask",
             json={"question": "What is the CTS reference of the Home Office letter?"},

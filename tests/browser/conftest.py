@@ -6,7 +6,13 @@ only for the ones it uses:
 * ``api``: the real corpus, CORS open to the test site's origin;
 * ``xss_api``: a small corpus whose text holds HTML/JS payloads;
 * ``limited_api``: one question a minute, for a real 429;
-* ``unready_api``: no index at all, so a real 503 on every question.
+* ``unready_api``: no index at all, so a real 503 ``not_ready`` on every question;
+* ``busy_api``: the small corpus with one question slot and no queue, which ``holder``
+  keeps taken by real questions that take seconds to answer (a long question's analysis),
+  so a real 503 ``overloaded`` for anyone else until it lets go.
+
+Each waits for its service with a generous deadline and starts it again once if it fails
+(tests/engines.py); Chromium's launch likewise.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from rag.devserver import LocalService, free_port, start_service
 from rag.store.builder import IndexBuilder
+from tests.engines import launch_chromium, ready, wait_until
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -136,6 +144,18 @@ def services(
         # Every route counts but the probes and CORS preflights: widget.js and one question.
         "limited": start_service("limited", xss_index, work, RAG_RATE_LIMIT_PER_MINUTE="2", **cors),
         "unready": start_service("unready", work / "no-index", work, **cors),
+        "busy": start_service(
+            "busy",
+            xss_index,
+            work,
+            RAG_RATE_LIMIT_PER_MINUTE="0",
+            RAG_ASK_CONCURRENCY="1",
+            RAG_ASK_QUEUE="0",
+            # Room for the holder's long questions.
+            RAG_MAX_QUESTION_CHARS=str(HOLD_CHARS),
+            RAG_MAX_BODY_BYTES=str(4 * HOLD_CHARS),
+            **cors,
+        ),
     }
     yield started
     for service in started.values():
@@ -144,22 +164,107 @@ def services(
 
 @pytest.fixture(scope="session")
 def api(services: dict[str, LocalService]) -> LocalService:
-    return services["api"].wait_ready(timeout=120)
+    return ready(services["api"])
 
 
 @pytest.fixture(scope="session")
 def xss_api(services: dict[str, LocalService]) -> LocalService:
-    return services["xss"].wait_ready(timeout=120)
+    return ready(services["xss"])
 
 
 @pytest.fixture(scope="session")
 def limited_api(services: dict[str, LocalService]) -> LocalService:
-    return services["limited"].wait_ready(timeout=120)
+    return ready(services["limited"])
 
 
 @pytest.fixture(scope="session")
 def unready_api(services: dict[str, LocalService]) -> LocalService:
-    return services["unready"].wait_ready(expect_status=503, timeout=120)
+    return ready(services["unready"], expect_status=503)
+
+
+@pytest.fixture(scope="session")
+def busy_api(services: dict[str, LocalService]) -> LocalService:
+    return ready(services["busy"])
+
+
+#: Characters of the holder's questions: each takes seconds to analyse (spaCy reads them
+#: whole), so one holds the only question slot that long. Load makes it longer, not shorter.
+HOLD_CHARS = 30_000
+HOLD_QUESTION = (
+    "When will the canteen open and where should visitors sign in before the office move? "
+    * (HOLD_CHARS // 80)
+)[:HOLD_CHARS]
+
+
+class Holder:
+    """Keeps the busy service's one question slot taken with real, slow questions, one
+    after another, until ``release``; request ids ``hold-N`` tell them apart in its log."""
+
+    def __init__(self, service: LocalService) -> None:
+        self.service = service
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.errors: list[BaseException] = []
+        self.answered = 0
+
+    def _run(self) -> None:
+        try:
+            with httpx.Client(base_url=self.service.base, timeout=600) as http:
+                n = 0
+                while not self.stop.is_set():
+                    n += 1
+                    r = http.post(
+                        "/v1/ask",
+                        json={"question": HOLD_QUESTION},
+                        headers={"X-Request-ID": f"hold-{n}"},
+                    )
+                    if r.status_code == 200:
+                        self.answered += 1
+                    elif r.status_code == 503:  # someone else had the slot: take it next
+                        self.stop.wait(0.05)
+                    else:
+                        r.raise_for_status()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def in_flight(self) -> int:
+        metrics = httpx.get(self.service.base + "/metrics", timeout=10).text
+        for line in metrics.splitlines():
+            if line.startswith("rag_ask_in_flight "):
+                return int(float(line.split()[1]))
+        raise AssertionError("no rag_ask_in_flight in /metrics")
+
+    def start(self) -> Holder:
+        """Start holding; returns once a question of the holder is being answered."""
+        assert self.thread is None, "already holding"
+        self.thread = threading.Thread(target=self._run, name="holder", daemon=True)
+        self.thread.start()
+        wait_until(
+            lambda: bool(self.errors) or self.in_flight() == 1,
+            timeout=120,
+            what="the holder's first question",
+        )
+        assert not self.errors, self.errors
+        return self
+
+    def release(self) -> None:
+        """Stop asking; returns once the question being answered is done (the slot free)."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=600)
+            assert not self.thread.is_alive(), "the holder's last question never finished"
+            self.thread = None
+        assert not self.errors, self.errors
+
+
+@pytest.fixture()
+def holder(busy_api: LocalService) -> Iterator[Holder]:
+    """A holder of ``busy_api``'s slot, not yet holding; released after the test."""
+    h = Holder(busy_api)
+    try:
+        yield h
+    finally:
+        h.release()
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,7 +292,7 @@ def browser(require_chromium: None) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = launch_chromium(p, CHROMIUM, CHROMIUM_ARGS)
         yield b
         b.close()
 

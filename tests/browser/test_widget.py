@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from html import escape
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -114,6 +119,85 @@ def visible_text(locator: Any) -> str:
 
 def live_text(page: Any) -> str:
     return visible_text(page.locator("rag-chat [aria-live]"))
+
+
+#: The widget's own question to the small corpus of the busy and starting services.
+CANTEEN = "When will the canteen open?"
+
+
+def ask_by_keyboard(page: Any, question: str) -> None:
+    page.locator("rag-chat input").focus()
+    page.keyboard.type(question)
+    page.keyboard.press("Enter")
+
+
+def held(page: Any) -> Any:
+    """The card of a question waiting for a refusing service to take it."""
+    return page.locator("rag-chat .log > .card.wait.held")
+
+
+@dataclass
+class Attempt:
+    """One POST /v1/ask as the service logged it."""
+
+    at: float  # when it reached the service (epoch seconds)
+    status: int
+    request_id: str
+
+
+def log_size(service: Any) -> int:
+    return int(service.log.stat().st_size)
+
+
+def widget_attempts(service: Any, since: int, done: Any, timeout: float = 60) -> list[Attempt]:
+    """The widget's questions in ``service``'s access log after byte ``since`` (every
+    POST /v1/ask but the holder's and the probes'), once ``done(attempts)`` is true (a
+    line is written just after its response)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with service.log.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        attempts = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            rid = str(entry.get("request_id", ""))
+            if (
+                entry.get("logger") != "rag.access"
+                or entry.get("route") != "/v1/ask"
+                or entry.get("method") != "POST"
+                or rid.startswith(("hold-", "probe-"))
+            ):
+                continue
+            ended = datetime.fromisoformat(entry["ts"]).timestamp()
+            attempts.append(Attempt(ended - entry["ms"] / 1000, int(entry["status"]), rid))
+        if done(attempts) or time.monotonic() > deadline:
+            return attempts
+
+
+def refusal(service: Any, origin: str, rid: str) -> tuple[str, int]:
+    """A real question to ``service`` from ``origin`` that must be refused: its error
+    code and its Retry-After, which a page of ``origin`` may read."""
+    r = httpx.post(
+        service.base + "/v1/ask",
+        json={"question": CANTEEN},
+        headers={"Origin": origin, "X-Request-ID": rid},
+        timeout=60,
+    )
+    assert r.status_code in (429, 503), r.text
+    exposed = r.headers.get("access-control-expose-headers", "").lower()
+    assert "retry-after" in exposed, r.headers
+    return r.json()["error"]["code"], int(r.headers["retry-after"])
+
+
+def assert_waited_as_asked(attempts: list[Attempt], retry_after: int) -> None:
+    """Each attempt reached the service no sooner than the previous refusal's Retry-After
+    asked (a lower bound, which a slow machine only widens; 10 ms for the log's rounding)."""
+    gaps = [b.at - a.at for a, b in pairwise(attempts)]
+    assert gaps and all(gap >= retry_after - 0.01 for gap in gaps), (retry_after, gaps)
 
 
 # ---------------------------------------------------------------------------------------
@@ -309,14 +393,37 @@ def test_service_unreachable(page: Any, api: Any, site: Any, closed_port: int) -
 
 
 def test_rate_limited(page: Any, limited_api: Any, site: Any) -> None:
+    """A real 429 from the real rate limiter (two requests a minute: widget.js and one
+    question): waited for, with its own words, while the wait fits; cancelled; then given
+    up at once when the service asks for more than the widget may wait."""
     from playwright.sync_api import expect
 
-    page.goto(site.add("/limited.html", site_page(limited_api.base + "/widget.js")))
+    page.goto(
+        site.add(
+            "/limited.html",
+            site_page(limited_api.base + "/widget.js", data={"max-wait": "120"}),
+        )
+    )
     open_widget_by_keyboard(page)
     first = ask_widget(page, "When will the canteen open?")
     expect(first).not_to_have_class("card err")
-    second = ask_widget(page, "When will the office move?")  # the second in a minute: 429
-    expect(second).to_contain_text("rate limited")
+
+    # The second in a minute: 429, whose Retry-After (the rest of the minute) fits in 120 s.
+    ask_by_keyboard(page, "When will the office move?")
+    expect(held(page)).to_contain_text("rate limited", timeout=30_000)
+    expect(held(page)).to_contain_text(re.compile(r"asking again in \d+ s"))
+    expect(page.locator("rag-chat [aria-live]")).to_contain_text("rate limited")
+    held(page).get_by_role("button", name="Stop waiting").click()
+    stopped = page.locator("rag-chat .log > .card.note").last
+    expect(stopped).to_contain_text("You stopped waiting")
+
+    # Waiting as asked would pass the bound (0: never wait): an error that says so, at once.
+    page.locator("rag-chat").evaluate("(el) => { el.dataset.maxWait = '0'; }")
+    second = ask_widget(page, "When will the office move?")
+    expect(second).to_have_class("card err")
+    expect(second).to_contain_text(
+        re.compile(r"the service is rate limited and asks to wait \d+ s\. Please try again then")
+    )
     expect(page.locator("rag-chat [aria-live]")).to_contain_text("rate limited")
 
 
@@ -329,6 +436,7 @@ def test_data_attributes_and_service_not_ready(page: Any, unready_api: Any, site
         "accent": "#ffe14d",  # too light for white text: the widget picks black
         "position": "bottom-left",
         "open": "true",
+        "max-wait": "0",  # never wait: the error at once
     }
     page.goto(site.add("/unready.html", site_page(unready_api.base + "/widget.js", data=data)))
     launcher = page.get_by_role("button", name="Help desk")
@@ -344,7 +452,146 @@ def test_data_attributes_and_service_not_ready(page: Any, unready_api: Any, site
     assert colours == ["rgb(255, 225, 77)", "rgb(0, 0, 0)"]
 
     card = ask_widget(page, "Who wrote the letter?")  # a real 503: the index is missing
-    expect(card).to_contain_text("not ready")
+    expect(card).to_contain_text("The service is starting: its documents are not loaded yet")
+    expect(card).to_contain_text("no index has been built yet")  # the service's reason
+
+
+# ---------------------------------------------------------------------------------------
+# A busy or starting service is waited for (a real service held busy, not a mocked fetch)
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_busy_service_is_waited_for_and_then_answers(
+    page: Any, busy_api: Any, holder: Any, site: Any, axe: Any, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    holder.start()  # the one question slot taken, no queue: 503 overloaded for anyone else
+    code, retry_after = refusal(busy_api, site.origin, "probe-busy")
+    assert code == "overloaded" and retry_after >= 1
+    since = log_size(busy_api)
+    data = {"max-wait": "300"}  # the holder's last question must finish first: no hurry
+    page.goto(site.add("/busy.html", site_page(busy_api.base + "/widget.js", data=data)))
+    open_widget_by_keyboard(page)
+    ask_by_keyboard(page, CANTEEN)
+
+    # Busy, not "starting" and not an error: queued, with the time of the next attempt.
+    card = held(page)
+    expect(card).to_contain_text(
+        "The service is busy answering other questions. Your question is queued",
+        timeout=30_000,
+    )
+    expect(card).to_contain_text(re.compile(r"asking again( in \d+ s)?…"))
+    expect(card.get_by_role("button", name="Stop waiting")).to_be_visible()
+    expect(page.locator("rag-chat [aria-live]")).to_contain_text("The service is busy")
+    expect(page.locator("rag-chat .log")).to_have_attribute("aria-busy", "true")
+    assert page.locator("rag-chat .log > .card.err").count() == 0
+    page.screenshot(path=str(screenshots / "widget-busy.png"))
+    assert axe(page) == []
+
+    holder.release()  # the slot frees once the holder's question is answered
+    reply = page.locator("rag-chat .log > article.card")
+    expect(reply).to_have_count(1, timeout=120_000)  # an answer or "don't answer this"
+    expect(page.locator("rag-chat .log > .card.err")).to_have_count(0)
+    expect(page.locator("rag-chat .wait")).to_have_count(0)
+    expect(page.locator("rag-chat input")).to_have_value("")
+
+    attempts = widget_attempts(busy_api, since, lambda a: any(x.status == 200 for x in a))
+    assert len(attempts) >= 2, attempts
+    assert [a.status for a in attempts] == [503] * (len(attempts) - 1) + [200], attempts
+    assert_waited_as_asked(attempts, retry_after)
+
+
+def test_a_service_busy_past_the_bound_is_an_error_that_says_so(
+    page: Any, busy_api: Any, holder: Any, site: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    holder.start()
+    code, retry_after = refusal(busy_api, site.origin, "probe-bound")
+    assert code == "overloaded"
+    since = log_size(busy_api)
+    data = {"max-wait": "3"}  # the bound, short for the test (default: 15 s)
+    page.goto(site.add("/bound.html", site_page(busy_api.base + "/widget.js", data=data)))
+    open_widget_by_keyboard(page)
+    ask_by_keyboard(page, CANTEEN)
+    expect(held(page)).to_contain_text("The service is busy", timeout=30_000)
+
+    error = page.locator("rag-chat .log > .card.err")
+    expect(error).to_have_count(1, timeout=60_000)
+    expect(error).to_contain_text(
+        re.compile(r"The service stayed busy for \d+ s, so your question was not answered")
+    )
+    expect(page.locator("rag-chat [aria-live]")).to_contain_text("stayed busy")
+    expect(page.locator("rag-chat input")).to_have_value(CANTEEN)  # Enter asks again
+
+    attempts = widget_attempts(busy_api, since, lambda a: len(a) >= 2, timeout=10)
+    assert len(attempts) >= 2 and {a.status for a in attempts} == {503}, attempts
+    assert_waited_as_asked(attempts, retry_after)
+
+
+def test_waiting_for_a_busy_service_can_be_cancelled_by_keyboard(
+    page: Any, busy_api: Any, holder: Any, site: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    holder.start()
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda r: asked.append(r.url) if r.method == "POST" and "/v1/ask" in r.url else None,
+    )
+    page.goto(site.add("/cancel.html", site_page(busy_api.base + "/widget.js")))  # 15 s
+    open_widget_by_keyboard(page)
+    ask_by_keyboard(page, CANTEEN)
+    expect(held(page)).to_contain_text("The service is busy", timeout=30_000)
+
+    # From the question box, Shift+Tab reaches "Stop waiting"; Enter presses it.
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(WIDGET_FN, "active") == "stop"
+    page.keyboard.press("Enter")
+    stopped = page.locator("rag-chat .log > .card.note")
+    expect(stopped).to_contain_text("You stopped waiting, so the question was not answered")
+    expect(page.locator("rag-chat [aria-live]")).to_contain_text("You stopped waiting")
+    expect(page.locator("rag-chat .wait")).to_have_count(0)
+    expect(page.locator("rag-chat .log")).not_to_have_attribute("aria-busy", "true")
+    assert page.evaluate(WIDGET_FN, "active") == "q"  # focus back in the question box
+    expect(page.locator("rag-chat input")).to_have_value(CANTEEN)
+
+    # No attempt after the cancel: longer than any wait for Retry-After 1 s and its jitter.
+    count = len(asked)
+    page.wait_for_timeout(3000)
+    assert len(asked) == count, asked
+
+
+def test_a_starting_service_is_waited_for_and_said_to_be_starting(
+    page: Any, unready_api: Any, site: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    code, retry_after = refusal(unready_api, site.origin, "probe-starting")
+    assert code == "not_ready"
+    since = log_size(unready_api)
+    data = {"max-wait": str(retry_after + 1)}  # room for one more attempt, not two
+    page.goto(site.add("/starting.html", site_page(unready_api.base + "/widget.js", data=data)))
+    open_widget_by_keyboard(page)
+    ask_by_keyboard(page, CANTEEN)
+
+    expect(held(page)).to_contain_text(
+        "The service is starting: its documents are not loaded yet. Your question is queued",
+        timeout=30_000,
+    )
+    expect(page.locator("rag-chat [aria-live]")).to_contain_text("The service is starting")
+
+    error = page.locator("rag-chat .log > .card.err")
+    expect(error).to_have_count(1, timeout=60_000)
+    expect(error).to_contain_text(re.compile(r"The service is still starting after \d+ s"))
+    expect(error).to_contain_text("no index has been built yet")  # the service's reason
+    assert "busy" not in visible_text(error)
+
+    attempts = widget_attempts(unready_api, since, lambda a: len(a) >= 2, timeout=10)
+    assert [a.status for a in attempts] == [503, 503], attempts
+    assert_waited_as_asked(attempts, retry_after)
 
 
 def test_loading_state_and_bad_request_message(page: Any, api: Any, site: Any) -> None:
@@ -435,6 +682,9 @@ def test_cors_admits_the_listed_site_only(api: Any, site: Any) -> None:
 
     assert preflight(site.origin).headers["access-control-allow-origin"] == site.origin
     assert "access-control-allow-origin" not in preflight("http://evil.example").headers
+    # The listed site may read how long a refusal asks it to wait.
+    simple = httpx.get(api.base + "/v1/documents", headers={"Origin": site.origin})
+    assert "retry-after" in simple.headers["access-control-expose-headers"].lower()
 
 
 def test_view_route(api: Any, xss_api: Any) -> None:

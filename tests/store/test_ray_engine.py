@@ -29,6 +29,7 @@ from rag.store.layout import VERSIONS, current_target
 from rag.store.ray_engine import EmbedActor, RayEngine, RayOptions
 from rag.store.shards import SHARDS_SUFFIX, ShardSet
 from tests.conftest import make_settings
+from tests.engines import LocalRay
 
 pytestmark = pytest.mark.slow
 
@@ -60,19 +61,22 @@ class AlwaysDiesEmbedActor(EmbedActor):
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real Ray on this machine; the workers learn the marker's path from their env."""
+    """A real Ray on this machine; the workers learn the marker's path from their env.
+
+    Started with generous timeouts and retried once (tests/engines.py): on a loaded
+    machine Ray's head once missed its default 30 s to publish the GCS port."""
     import ray
 
     marker = tmp_path_factory.mktemp("ray") / "kill-once"
     os.environ[MARKER_ENV] = str(marker)  # inherited by the Ray processes started here
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # CI has no internet to report to
-    ray.init(num_cpus=2, include_dashboard=False)
-    # Workers unpickle the test's actor classes by value: they cannot import tests/.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    head = LocalRay(num_cpus=2)
     try:
+        head.start()
+        # Workers unpickle the test's actor classes by value: they cannot import tests/.
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
         yield marker
     finally:
-        ray.shutdown()
+        head.stop()
         os.environ.pop(MARKER_ENV, None)
 
 

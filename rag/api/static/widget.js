@@ -14,6 +14,17 @@
  *   data-position     "bottom-right" (default) or "bottom-left"
  *   data-open         "true" opens the panel when the page loads
  *   data-api          base URL of the service (default: the folder this script came from)
+ *   data-max-wait     longest wait, in seconds, for a busy, starting or rate-limited
+ *                     service before the question is given up (default 15, MAX_WAIT_MS;
+ *                     0 never retries); read each time a question is asked
+ *
+ * A busy service is waited for: on 503 with Retry-After (a busy or starting service) or
+ * on 429 (rate limited) the question is asked again by itself, never sooner than the
+ * Retry-After asks and with a random extra wait on top, for at most data-max-wait seconds
+ * from the first refusal. Meanwhile the conversation shows what is happening (busy,
+ * starting or rate limited, from the error code of the service), the status is
+ * announced, and a "Stop waiting" button cancels. Only when the wait is spent, or the
+ * service asks for more than is left of it, does an error say what happened.
  *
  * It adds one <rag-chat> element with an open shadow root: page styles don't reach in,
  * its styles don't leak out, and the only global it defines is that custom element.
@@ -29,6 +40,19 @@
   const DEFAULT_ACCENT = "#1d4ed8";
   const MAX_HISTORY = 40;
   const TIMEOUT_MS = 90000;
+  /** Longest a question waits for a busy, starting or rate-limited service, from its first
+   * refusal to its last attempt (data-max-wait overrides it, in seconds). */
+  const MAX_WAIT_MS = 15000;
+  /** Ceiling of data-max-wait. */
+  const MAX_WAIT_LIMIT_MS = 600000;
+  /** Jitter added on top of each Retry-After (never taken off it): a random share of up to
+   * half of it, and at least up to this many milliseconds, so that widgets refused at the
+   * same moment do not all come back at the same moment. */
+  const JITTER_MIN_MS = 250;
+  const JITTER_SHARE = 0.5;
+  /** The wait assumed when a refusal's Retry-After cannot be read (a service on another
+   * origin that does not expose the header), by kind of refusal. */
+  const FALLBACK_RETRY_MS = { busy: 1000, starting: 5000, limited: 5000, unavailable: 5000 };
 
   const STYLES = `
 :host{all:initial!important;display:block!important;position:static!important}
@@ -102,6 +126,14 @@ input:focus-visible{outline:3px solid var(--focus);outline-offset:1px}
 font-weight:650;cursor:pointer}
 .ask:focus-visible{outline:3px solid #1b1f24;outline-offset:2px}
 .ask[aria-disabled=true]{opacity:.75;cursor:progress}
+.wait.held{flex-wrap:wrap}
+.wait .msg{flex:1;min-width:12em;margin:0}
+.stop{padding:5px 12px;border:1px solid #6b7280;border-radius:8px;background:#fff;color:#1b1f24;
+font-size:14px;font-weight:600;cursor:pointer}
+.stop:hover{background:#eef0f3}
+.stop:focus-visible{outline:3px solid #1b1f24;outline-offset:2px}
+.note{border-color:#c9ced6;background:#fff;color:#27303b}
+.note p{margin:0}
 @media (max-width:480px){.panel,.left .panel{left:8px;right:8px;width:auto;bottom:86px;
 height:calc(100vh - 100px)}}
 @media (prefers-reduced-motion:reduce){.dots i{animation:none;opacity:.7}}
@@ -195,6 +227,42 @@ height:calc(100vh - 100px)}}
   }
 
   const isObj = (v) => v !== null && typeof v === "object";
+
+  /** Milliseconds a Retry-After header asks for (seconds or an HTTP date), or null. */
+  function retryAfterMs(value) {
+    const v = String(value || "").trim();
+    if (!v) return null;
+    if (/^\d+$/.test(v)) return Math.min(Number(v), 86400) * 1000;
+    const at = Date.parse(v);
+    return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
+  }
+
+  /** Which kind of refusal an error is, from the code the service puts in its body:
+   * one worth waiting for ("busy", "starting", "limited", "unavailable") or null. */
+  function refusalKind(status, code, retryAfter) {
+    if (status === 429) return "limited";
+    if (status !== 503) return null;
+    if (code === "overloaded") return "busy";
+    if (code === "not_ready") return "starting";
+    return retryAfter !== null ? "unavailable" : null; // a 503 that names no wait: an error
+  }
+
+  const seconds = (ms) => Math.max(1, Math.ceil(ms / 1000));
+
+  /** What the conversation says while a refused question waits for its next attempt. */
+  function waitingText(kind, ms) {
+    const when = ms > 0 ? `asking again in ${seconds(ms)} s…` : "asking again…";
+    switch (kind) {
+      case "busy":
+        return `The service is busy answering other questions. Your question is queued: ${when}`;
+      case "starting":
+        return `The service is starting: its documents are not loaded yet. Your question is queued: ${when}`;
+      case "limited":
+        return `Too many questions in a short time: the service is rate limited. Your question is queued: ${when}`;
+      default:
+        return `The service is unavailable for a moment. Your question is queued: ${when}`;
+    }
+  }
 
   // ---- the element ---------------------------------------------------------------------
 
@@ -356,20 +424,16 @@ height:calc(100vh - 100px)}}
       ui.input.value = "";
       const bubble = h("p", { class: "q" }, h("span", { class: "sr" }, "You asked: "), question);
       ui.log.append(bubble);
-      const wait = h(
-        "div",
-        { class: "card wait" },
-        h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i")),
-        "Searching the documents…"
-      );
-      ui.log.append(wait);
+      const wait = this.#waitCard();
+      ui.log.append(wait.card);
       ui.log.setAttribute("aria-busy", "true");
       this.#scrollDown();
       this.#announce("Searching the documents…");
 
-      const outcome = await this.#fetchAnswer(question);
+      const outcome = await this.#ask(question, wait);
 
-      wait.remove();
+      const focusWasInCard = wait.card.contains(this.#root.activeElement);
+      wait.card.remove();
       ui.log.removeAttribute("aria-busy");
       const entry = { q: question, ...outcome };
       const [card, spoken] = this.#render(entry);
@@ -380,13 +444,109 @@ height:calc(100vh - 100px)}}
       this.#remember(entry);
       // After a failure the question goes back in the box: Enter asks it again.
       if (outcome.error && !ui.input.value) ui.input.value = question;
+      if (focusWasInCard) ui.input.focus(); // the "Stop waiting" button is gone
       this.#busy = false;
       ui.ask.removeAttribute("aria-disabled");
     }
 
-    async #fetchAnswer(question) {
+    /** The card shown while a question is on its way: what is happening, and a button to
+     * stop waiting once the service has refused it for now. */
+    #waitCard() {
+      const msg = h("span", { class: "msg" }, "Searching the documents…");
+      const stop = h("button", { type: "button", class: "stop", hidden: true }, "Stop waiting");
+      const card = h(
+        "div",
+        { class: "card wait" },
+        h("span", { class: "dots", "aria-hidden": "true" }, h("i"), h("i"), h("i")),
+        msg,
+        stop
+      );
+      return { card, msg, stop };
+    }
+
+    /** Longest wait for a refusing service, in ms: data-max-wait (seconds) or MAX_WAIT_MS. */
+    #maxWaitMs() {
+      const raw = (this.dataset.maxWait || "").trim();
+      const s = raw === "" ? NaN : Number(raw);
+      return Number.isFinite(s) && s >= 0 ? Math.min(s * 1000, MAX_WAIT_LIMIT_MS) : MAX_WAIT_MS;
+    }
+
+    /**
+     * Ask, and ask again while the service refuses for now (busy, starting, rate limited):
+     * each time no sooner than its Retry-After asks, plus jitter, and never past the
+     * longest wait counted from the first refusal. Resolves to the outcome to show.
+     */
+    async #ask(question, wait) {
+      const cancel = new AbortController();
+      const onStop = () => cancel.abort();
+      wait.stop.addEventListener("click", onStop);
+      const maxWait = this.#maxWaitMs();
+      let first = null; // when the first refusal came
+      let kind = null; // the kind of refusal being waited out
+      const stopped = () => ({ error: "cancelled", kind, waited: Date.now() - (first || Date.now()) });
+      try {
+        for (;;) {
+          const got = await this.#fetchAnswer(question, cancel.signal);
+          if (got.error === "cancelled") return stopped();
+          if (!got.refusal) return got;
+          const now = Date.now();
+          if (first === null) first = now;
+          const asked = got.retryAfter ?? FALLBACK_RETRY_MS[got.refusal];
+          const left = first + maxWait - now;
+          if (asked > left) {
+            // Waiting as asked would pass the bound: say what happened now.
+            const { refusal, message, status } = got;
+            return { error: refusal, waited: now - first, retryAfter: asked, message, status };
+          }
+          const jitter = Math.random() * Math.max(JITTER_MIN_MS, asked * JITTER_SHARE);
+          const delay = Math.min(asked + jitter, left); // never less than asked
+          if (got.refusal !== kind) {
+            kind = got.refusal;
+            this.#announce(waitingText(kind, delay) + " To cancel, use the Stop waiting button.");
+          }
+          wait.card.classList.add("held");
+          wait.stop.hidden = false;
+          if (!(await this.#countdown(wait.msg, kind, delay, cancel.signal))) return stopped();
+          wait.msg.textContent = waitingText(kind, 0);
+        }
+      } finally {
+        wait.stop.removeEventListener("click", onStop);
+      }
+    }
+
+    /** Show the time left until the next attempt; true once ``ms`` passed, false if stopped. */
+    #countdown(msg, kind, ms, signal) {
+      return new Promise((resolve) => {
+        if (signal.aborted) {
+          resolve(false);
+          return;
+        }
+        const end = Date.now() + ms;
+        const show = () => (msg.textContent = waitingText(kind, end - Date.now()));
+        show();
+        const every = setInterval(show, 1000);
+        const finish = (elapsed) => {
+          clearInterval(every);
+          clearTimeout(timer);
+          signal.removeEventListener("abort", stop);
+          resolve(elapsed);
+        };
+        const stop = () => finish(false);
+        const timer = setTimeout(() => finish(true), ms);
+        signal.addEventListener("abort", stop, { once: true });
+      });
+    }
+
+    /** One attempt: an answer, a refusal worth waiting out, or an error. */
+    async #fetchAnswer(question, cancelled) {
       const ctrl = new AbortController();
-      const timer = setTimeout(() => ctrl.abort(), TIMEOUT_MS);
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        ctrl.abort();
+      }, TIMEOUT_MS);
+      const stop = () => ctrl.abort();
+      cancelled.addEventListener("abort", stop, { once: true });
       let res;
       try {
         res = await fetch(new URL("v1/ask", this.#api), {
@@ -398,9 +558,11 @@ height:calc(100vh - 100px)}}
           signal: ctrl.signal,
         });
       } catch {
-        return { error: ctrl.signal.aborted ? "timeout" : "network" };
+        if (cancelled.aborted) return { error: "cancelled" };
+        return { error: timedOut ? "timeout" : "network" };
       } finally {
         clearTimeout(timer);
+        cancelled.removeEventListener("abort", stop);
       }
       let body = null;
       try {
@@ -411,8 +573,14 @@ height:calc(100vh - 100px)}}
       if (res.ok && isObj(body) && typeof body.abstained === "boolean") {
         return { data: this.#slim(body) };
       }
-      const message =
-        isObj(body) && isObj(body.error) && typeof body.error.message === "string" ? body.error.message : "";
+      const err = isObj(body) && isObj(body.error) ? body.error : {};
+      const message = typeof err.message === "string" ? err.message : "";
+      const code = typeof err.code === "string" ? err.code : "";
+      // Readable from another origin because the service lists it in
+      // Access-Control-Expose-Headers; else FALLBACK_RETRY_MS.
+      const retryAfter = retryAfterMs(res.headers.get("Retry-After"));
+      const refusal = refusalKind(res.status, code, retryAfter);
+      if (refusal) return { refusal, retryAfter, message, status: res.status };
       return { error: "http", status: res.status, message };
     }
 
@@ -505,16 +673,45 @@ height:calc(100vh - 100px)}}
     }
 
     #renderError(entry) {
+      if (entry.error === "cancelled") {
+        const text = "You stopped waiting, so the question was not answered. It is back in the box: press Enter to ask it again.";
+        const card = h("div", { class: "card note", role: "group", "aria-label": "Stopped" }, h("p", {}, text));
+        return [card, text];
+      }
       let text;
       let detail = "";
+      const waited = Math.round((entry.waited || 0) / 1000);
+      const asked = seconds(entry.retryAfter || 0);
       if (entry.error === "network") {
         text = "The service is unreachable (network error). Check your connection, then try again.";
       } else if (entry.error === "timeout") {
         text = "The service took too long to answer. Please try again.";
+      } else if (entry.error === "busy") {
+        text =
+          waited >= 1
+            ? `The service stayed busy for ${waited} s, so your question was not answered. Please try again in a moment.`
+            : `The service is busy answering other questions and asks to wait ${asked} s. Please try again in a moment.`;
+      } else if (entry.error === "starting") {
+        text =
+          waited >= 1
+            ? `The service is still starting after ${waited} s: its documents are not loaded yet. Please try again in a minute.`
+            : "The service is starting: its documents are not loaded yet. Please try again in a minute.";
+        detail = entry.message;
+      } else if (entry.error === "limited") {
+        text =
+          "Too many questions in a short time: the service is rate limited" +
+          (waited >= 1 ? ` (your question waited ${waited} s)` : "") +
+          ` and asks to wait ${asked} s. Please try again then.`;
+      } else if (entry.error === "unavailable") {
+        text =
+          waited >= 1
+            ? `The service stayed unavailable for ${waited} s (error ${entry.status}). Please try again later.`
+            : `The service is unavailable (error ${entry.status}) and asks to wait ${asked} s. Please try again later.`;
+        detail = entry.message;
       } else if (entry.status === 429) {
         text = "Too many questions in a short time: the service is rate limited. Wait a moment, then try again.";
       } else if (entry.status === 503) {
-        text = "The service is not ready yet (it may still be starting). Try again in a few seconds.";
+        text = "The service was unavailable (error 503). Please try again in a moment.";
         detail = entry.message;
       } else if (entry.status >= 400 && entry.status < 500) {
         text = "The service could not accept this question: " + (entry.message || `error ${entry.status}`);
