@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     ask_queue: int | None = Field(default=None, ge=0, le=1000)
     #: Longest wait for a turn before a 503, in seconds, fixed; unset: the wait budget.
     ask_queue_timeout_seconds: float | None = Field(default=None, gt=0)
+    #: Niceness an index build runs at, at least (``rag index``, the admin reindex): the
+    #: kernel gives the build only the CPU time questions leave (rag/build_priority.py).
+    #: 0: the priority it was started with.
+    build_nice: int = Field(default=10, ge=0, le=19)
+    #: Threads of a build's math libraries (torch, OpenMP/BLAS, faiss); 0: every core
+    #: for ``rag index``, half of them (at least one) for a reindex the service starts.
+    build_threads: int = Field(default=0, ge=0, le=256)
     #: How often the service checks `current` for a newly published index, in seconds.
     index_poll_seconds: float = Field(default=2.0, gt=0)
     #: Index versions kept on disk (the live one and the newest before it).
