@@ -12,6 +12,7 @@ import pytest
 
 from bench.load import (
     Asked,
+    LoadRun,
     WidgetRetry,
     ask_like_widget,
     refusal_kind,
@@ -144,3 +145,35 @@ def test_people_and_hammer_rows_run_against_a_service(monkeypatch: pytest.Monkey
     assert crowd.retries == 1 and crowd.answered == crowd.questions
     hammer = load.run("http://rag.test", 2, 0.2, ["a?"], backoff=True)
     assert hammer.answered > 0 and hammer.refused_503 == 0 and hammer.other == {}
+
+
+def _load(answered_per_second: float) -> LoadRun:
+    return LoadRun(
+        clients=4,
+        seconds=60.0,
+        answered=int(answered_per_second * 60),
+        answered_per_second=answered_per_second,
+        p50_ms=400.0,
+        p95_ms=900.0,
+        p99_ms=1000.0,
+        refused_503=0,
+        refused_share=0.0,
+        refused_p95_ms=None,
+        other={},
+    )
+
+
+def test_the_rebuild_table_compares_each_rebuild_with_idle() -> None:
+    from bench.load import ServiceConfig
+    from bench.load_rebuild import Phase, answered_share, table
+
+    idle, during = _load(2.4), _load(1.8)
+    assert answered_share(during, idle) == 0.75
+    assert answered_share(during, _load(0.0)) is None
+    phases = [
+        Phase("idle", None, idle),
+        Phase("rebuild", "admin", during, 95.0, True, True, answered_share(during, idle)),
+    ]
+    lines = table([(ServiceConfig("default", 1, {}), phases)])
+    assert len(lines) == 4 and "| idle |" in lines[2]
+    assert "| rebuild (admin) |" in lines[3] and "| 75% |" in lines[3] and "| 95 |" in lines[3]
