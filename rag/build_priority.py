@@ -2,10 +2,10 @@
 
 A build is CPU-heavy for minutes: torch embeds every new chunk on every core and spaCy
 annotates on a thread of its own. A service on the same machine answers questions on
-the same cores, and without a rule the two share them evenly, so every question takes
-about twice as long while a build runs. ``rag index`` applies two rules to its own
-process before it loads a model (every build runs as that process: by hand, or as the
-child process the service's admin reindex starts):
+the same cores, and without a rule the kernel shares them evenly between the two, so
+questions slow down and queue up while a build runs. ``rag index`` applies two rules to
+its own process before it loads a model (every build runs as that process: by hand, or
+as the child process the service's admin reindex starts):
 
 - **Lower priority** (``RAG_BUILD_NICE``). The build's niceness is raised, so the kernel
   gives it only the CPU time the service's threads leave: when a question comes, the

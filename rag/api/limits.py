@@ -141,7 +141,7 @@ class ServiceTime:
     replaces it outright (the prior is a guess about some other machine, so it should
     not linger), and each later one moves the estimate by ``weight`` of the difference,
     so that a slower machine, a busier moment or a new reader shows within a few
-    questions while one slow question does not throw it.
+    questions while one slow question moves it by only a fifth of its excess.
     """
 
     def __init__(self, prior: float, weight: float = 0.2) -> None:
