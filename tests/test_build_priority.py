@@ -68,7 +68,6 @@ def test_lower_priority_raises_the_niceness_for_threads_started_after() -> None:
     here = os.getpriority(os.PRIO_PROCESS, 0)
     got = _niceness(0, min(here + 10, 19))
     assert got["after"] == got["thread"] == min(here + 10, 19)
-    assert os.getpriority(os.PRIO_PROCESS, 0) == here  # this process is untouched
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
