@@ -27,6 +27,11 @@ app = typer.Typer(
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: Set by ``main``: the command line runs this process (the ``rag`` script, ``python -m
+#: rag.cli``). Unset when a test or another program calls the commands in its own
+#: process, which must keep its priority: a build lowers it only in a process of its own.
+_OWN_PROCESS = False
+
 
 def _domain_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a RagError into a clear message and exit status 1, with no traceback."""
@@ -82,13 +87,27 @@ def index(
     workers: Annotated[
         int, typer.Option(min=1, help="Ray actors per step (and CPUs of a local Ray).")
     ] = 2,
+    nice: Annotated[
+        int | None,
+        typer.Option(min=0, max=19, help="Run at this niceness at least (RAG_BUILD_NICE)."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=0, help="Math-library threads, 0: every core (RAG_BUILD_THREADS)."),
+    ] = None,
 ) -> None:
     """Build or update the index from a folder of documents."""
     import json
 
+    settings = _settings(corpus_dir=corpus, index_dir=out, build_nice=nice, build_threads=threads)
+    if _OWN_PROCESS:  # before any model loads or thread starts: see rag/build_priority.py
+        from rag.build_priority import bound_threads, lower_priority
+
+        lower_priority(settings.build_nice)
+        bound_threads(settings.build_threads)
+
     from rag.store.builder import IndexBuilder
 
-    settings = _settings(corpus_dir=corpus, index_dir=out)
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"unknown engine {engine!r}; valid: local, ray")
     if address is not None and engine != "ray":
@@ -284,6 +303,8 @@ def _index_corpus(settings: Settings, corpus: Path, index_dir: Path | None) -> S
 
 
 def main() -> None:
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     app()
 
 

@@ -124,13 +124,23 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Largest request body read, in bytes (413 past it); uploads use max_file_bytes.
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
-    #: Questions answered at once, and questions waiting for a turn (503 past both).
+    #: Questions answered at once (503 past these and the queue).
     ask_concurrency: int = Field(default=1, ge=1, le=64)
-    #: One waiting and half a second at most: with fp32 reads of ~0.4 s that keeps the
-    #: p95 of admitted questions under 1 s at 32 clients (bench/load.py, README).
-    ask_queue: int = Field(default=1, ge=0, le=1000)
-    #: Longest wait for a turn before a 503, in seconds.
-    ask_queue_timeout_seconds: float = Field(default=0.5, gt=0)
+    #: How long a question may wait for a turn, in seconds. A person would rather wait
+    #: a few seconds than be refused: the queue holds as many questions as the service
+    #: answers in this time at its measured pace, and none waits longer (README "Load").
+    ask_wait_budget_seconds: float = Field(default=4.0, gt=0, le=300)
+    #: Questions waiting for a turn, fixed; unset: what the wait budget absorbs.
+    ask_queue: int | None = Field(default=None, ge=0, le=1000)
+    #: Longest wait for a turn before a 503, in seconds, fixed; unset: the wait budget.
+    ask_queue_timeout_seconds: float | None = Field(default=None, gt=0)
+    #: Niceness an index build runs at, at least (``rag index``, the admin reindex): the
+    #: kernel gives the build only the CPU time questions leave (rag/build_priority.py).
+    #: 0: the priority it was started with.
+    build_nice: int = Field(default=10, ge=0, le=19)
+    #: Threads of a build's math libraries (torch, OpenMP/BLAS, faiss); 0: every core
+    #: for ``rag index``, half of them (at least one) for a reindex the service starts.
+    build_threads: int = Field(default=0, ge=0, le=256)
     #: How often the service checks `current` for a newly published index, in seconds.
     index_poll_seconds: float = Field(default=2.0, gt=0)
     #: Index versions kept on disk (the live one and the newest before it).

@@ -51,10 +51,19 @@ def test_cli_errors_are_one_clear_line(env: None, tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
-def test_index_prints_a_summary(tmp_path: Path, corpus_dir: Path) -> None:
+def test_index_prints_a_summary(
+    tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag import build_priority
+
+    changed: list[str] = []
+    monkeypatch.setattr(build_priority, "lower_priority", lambda n: changed.append("nice"))
+    monkeypatch.setattr(build_priority, "bound_threads", lambda n: changed.append("threads"))
     runner = CliRunner()
     args = ["index", "--corpus", str(corpus_dir), "--out", str(tmp_path / "idx")]
     first = runner.invoke(app, args)
+    # Called in another program's process, a build leaves its priority and pools alone.
+    assert changed == []
     assert first.exit_code == 0, first.output
     assert "5 documents" in first.stdout and "new 5" in first.stdout
     second = runner.invoke(app, args)

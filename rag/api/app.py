@@ -71,9 +71,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_per_minute, max_clients=settings.rate_limit_max_clients
     )
-    app.state.ask_gate = AskGate(
-        settings.ask_concurrency, settings.ask_queue, settings.ask_queue_timeout_seconds
-    )
+    app.state.ask_gate = AskGate.from_settings(settings)
     app.state.metrics = Metrics(lambda: _live_numbers(app))
     # Starlette runs the middleware added last first.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
@@ -143,6 +141,8 @@ def _live_numbers(app: FastAPI) -> dict[str, object]:
         "swaps": state.swaps,
         "in_flight": gate.in_flight,
         "waiting": gate.waiting,
+        "queue_limit": gate.queue,
+        "service_seconds": gate.service.seconds,
         "overloaded": gate.rejected,
         "rate_limited": limiter.rejected,
         "qa_batches": batches.batches if batches else 0,

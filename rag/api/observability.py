@@ -53,6 +53,14 @@ class ServiceCollector(Collector):
         )
         yield GaugeMetricFamily("rag_ask_in_flight", "Questions being answered", now["in_flight"])
         yield GaugeMetricFamily("rag_ask_queue_depth", "Questions waiting", now["waiting"])
+        yield GaugeMetricFamily(
+            "rag_ask_queue_limit", "Questions that may wait now", now["queue_limit"]
+        )
+        yield GaugeMetricFamily(
+            "rag_ask_service_seconds",
+            "Seconds a question holds its slot (moving average)",
+            now["service_seconds"],
+        )
         yield CounterMetricFamily(
             "rag_qa_model_calls",
             "QA-model calls (each may serve several questions)",

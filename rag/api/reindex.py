@@ -2,10 +2,13 @@
 
 The build runs as ``rag index`` in a child process: it loads its own models (the
 service's keep answering undisturbed, and the memory is given back when it ends), and a
-crash or a kill of the child leaves the live index as it was, as for any build. When
-the child exits the service looks at ``current`` at once, so a new version is served
-without waiting for the next poll. A request made while a build runs is remembered and
-runs right after it: every request is followed by a build that saw its files.
+crash or a kill of the child leaves the live index as it was, as for any build. The
+child runs at a lower priority (``RAG_BUILD_NICE``) and, unless ``RAG_BUILD_THREADS``
+says otherwise, on half the cores, so that questions keep flowing while it builds (why
+both, and why a process of its own: rag/build_priority.py). When the child exits the
+service looks at ``current`` at once, so a new version is served without waiting for the
+next poll. A request made while a build runs is remembered and runs right after it:
+every request is followed by a build that saw its files.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rag.build_priority import service_build_threads, thread_environment
 from rag.config import Settings
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,7 @@ class ReindexJob:
         self._started = time.monotonic()
         self.report, self.exit_code = None, None
         self.tail.clear()
+        threads = service_build_threads(self.settings.build_threads)
         with tempfile.TemporaryDirectory(prefix="rag-reindex-") as tmp:
             report = Path(tmp) / "report.json"
             command = [
@@ -128,8 +133,12 @@ class ReindexJob:
                 str(Path(self.settings.index_dir).resolve()),
                 "--report",
                 str(report),
+                "--nice",
+                str(self.settings.build_nice),
+                "--threads",
+                str(threads),
             ]
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, **thread_environment(threads), "PYTHONUNBUFFERED": "1"}
             log.info("reindex started (%s)", "; ".join(self.reasons))
             try:
                 self._process = subprocess.Popen(

@@ -75,6 +75,9 @@ def test_metrics_count_requests_answers_scores_and_the_index(
     version = heuristic_pipeline.index.version
     assert _metric(text, "rag_index_info", version=version) == 1
     assert _metric(text, "rag_ask_queue_depth") == 0
+    # The queue the wait budget allows at the measured pace, and that pace itself.
+    assert _metric(text, "rag_ask_service_seconds") > 0
+    assert _metric(text, "rag_ask_queue_limit") >= 1
     assert _metric(text, "rag_ask_in_flight") == 0
     assert _metric(text, "rag_rejected_requests_total", reason="overloaded") == 0
     # The heuristic reader has no QA model: no model calls, but the series exist.

@@ -43,9 +43,10 @@ def _ask(pipeline: Pipeline, body: AskRequest) -> AskResult:
     responses=_ERRORS,
     summary="Answer a question with a verified citation, or abstain",
     description=(
-        "At most `RAG_ASK_CONCURRENCY` questions are answered at once and `RAG_ASK_QUEUE` "
-        "wait for a turn; past that the answer is an immediate 503 `overloaded` with "
-        "`Retry-After`."
+        "At most `RAG_ASK_CONCURRENCY` questions are answered at once, and as many wait "
+        "for a turn as the service answers within `RAG_ASK_WAIT_BUDGET_SECONDS` at its "
+        "measured pace; past that the answer is an immediate 503 `overloaded` with "
+        "`Retry-After`, the seconds the questions ahead need."
     ),
 )
 async def ask(
