@@ -39,6 +39,18 @@ def publish_copy(index_dir: Path, source: Path, keep: int | None = None) -> str:
     return final.name
 
 
+def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """TERM, then KILL after ``grace`` seconds: a server gets to shut down cleanly, but a
+    hung one never outlives its test or benchmark."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -112,13 +124,7 @@ class LocalService:
         return self
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_service(

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rag.devserver import LocalService, free_port, publish_copy, start_service
+from rag.devserver import LocalService, free_port, publish_copy, start_service, stop_process
 from tests.engines import NGINX_START_TIMEOUT, ready, retry_once, wait_until
 
 pytestmark = pytest.mark.slow
@@ -78,13 +78,7 @@ class Nginx:
         return "\n".join(part[-3000:] for part in parts)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def nginx_config(prefix: Path, replicas: list[str], rr_port: int, sticky_port: int) -> str:
