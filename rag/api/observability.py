@@ -134,11 +134,15 @@ class RequestContextMiddleware:
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        retry_after: int | None = None  # what a refused client was told to wait (logged)
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, retry_after
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                for k, v in message.get("headers", []):
+                    if k.lower() == b"retry-after" and v.isdigit():
+                        retry_after = int(v)
                 headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
                 message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
             await send(message)
@@ -163,6 +167,7 @@ class RequestContextMiddleware:
                         "status": status,
                         "ms": round(seconds * 1000, 2),
                         "peer": client[0] if client else None,
+                        "retry_after": retry_after,
                     }
                 },
             )
