@@ -38,7 +38,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -410,35 +410,47 @@ def measure(config: ServiceConfig, args: argparse.Namespace, qs: list[str]) -> M
     return measured
 
 
-def people_table(table: list[Measured]) -> list[str]:
-    lines = [
-        "| setup | people | questions | answered/s | answered at first try | p50 s "
-        "| p95 s (waits included) | error shown |",
-        "|---|---|---|---|---|---|---|---|",
+def markdown_table(headings: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown table's lines: the headings, the rule under them, then a line a row."""
+    return [
+        "| " + " | ".join(headings) + " |",
+        "|" + "---|" * len(headings),
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
     ]
-    for m in table:
-        for r in m.people:
-            lines.append(
-                f"| {m.config.name} | {r.users} | {r.questions} | {r.answered_per_second} "
-                f"| {r.first_try_share:.0%} | {r.p50_s} | {r.p95_s} | {r.error_share:.0%} |"
-            )
-    return lines
 
 
-def hammer_table(table: list[Measured]) -> list[str]:
-    lines = [
-        "| setup | clients | answered/s | p50 ms | p95 ms | p99 ms | refused 503 "
-        "| refused p95 ms | other |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for m in table:
-        for r in m.hammer:
-            lines.append(
-                f"| {m.config.name} | {r.clients} | {r.answered_per_second} | {r.p50_ms} "
-                f"| {r.p95_ms} | {r.p99_ms} | {r.refused_503} ({r.refused_share:.0%}) "
-                f"| {r.refused_p95_ms} | {sum(r.other.values())} |"
-            )
-    return lines
+def results_table(table: list[Measured], profile: str) -> list[str]:
+    """The rows of one profile (``people`` or ``hammer``), every setup's in turn."""
+    if profile == "people":
+        return markdown_table(
+            [
+                *("setup", "people", "questions", "answered/s", "answered at first try"),
+                *("p50 s", "p95 s (waits included)", "error shown"),
+            ],
+            (
+                [
+                    *(m.config.name, r.users, r.questions, r.answered_per_second),
+                    *(f"{r.first_try_share:.0%}", r.p50_s, r.p95_s, f"{r.error_share:.0%}"),
+                ]
+                for m in table
+                for r in m.people
+            ),
+        )
+    return markdown_table(
+        [
+            *("setup", "clients", "answered/s", "p50 ms", "p95 ms", "p99 ms"),
+            *("refused 503", "refused p95 ms", "other"),
+        ],
+        (
+            [
+                *(m.config.name, r.clients, r.answered_per_second, r.p50_ms, r.p95_ms, r.p99_ms),
+                *(f"{r.refused_503} ({r.refused_share:.0%})", r.refused_p95_ms),
+                sum(r.other.values()),
+            ]
+            for m in table
+            for r in m.hammer
+        ),
+    )
 
 
 def add_duration(parser: argparse.ArgumentParser) -> None:
@@ -509,10 +521,9 @@ def main() -> None:
             indent=1,
         )
     )
-    if any(m.people for m in table):
-        print("\n" + "\n".join(people_table(table)))
-    if any(m.hammer for m in table):
-        print("\n" + "\n".join(hammer_table(table)))
+    for profile in ("people", "hammer"):
+        if any(getattr(m, profile) for m in table):
+            print("\n" + "\n".join(results_table(table, profile)))
 
 
 if __name__ == "__main__":

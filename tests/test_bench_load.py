@@ -177,3 +177,27 @@ def test_the_rebuild_table_compares_each_rebuild_with_idle() -> None:
     lines = table([(ServiceConfig("default", 1, {}), phases)])
     assert len(lines) == 4 and "| idle |" in lines[2]
     assert "| rebuild (admin) |" in lines[3] and "| 75% |" in lines[3] and "| 95 |" in lines[3]
+
+
+def test_the_people_and_hammer_tables_line_up_every_setup() -> None:
+    from bench.load import Measured, PeopleRun, ServiceConfig, results_table
+
+    crowd = PeopleRun(4, 120.0, 50, 48, 0.4, 0.9, 1.23, 4.5, 0.04, 3, {"busy": 2})
+    hammer = LoadRun(8, 30.0, 100, 3.33, 400.0, 900.5, None, 5, 0.048, 120.0, {"500": 1, "x": 2})
+    table = [
+        Measured(ServiceConfig("one", 1, {}), [crowd], [hammer]),
+        Measured(ServiceConfig("two", 2, {}), [], [_load(0.0)]),
+    ]
+    assert results_table(table, "people") == [
+        "| setup | people | questions | answered/s | answered at first try | p50 s "
+        "| p95 s (waits included) | error shown |",
+        "|---|---|---|---|---|---|---|---|",
+        "| one | 4 | 50 | 0.4 | 90% | 1.23 | 4.5 | 4% |",
+    ]
+    assert results_table(table, "hammer") == [
+        "| setup | clients | answered/s | p50 ms | p95 ms | p99 ms | refused 503 "
+        "| refused p95 ms | other |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| one | 8 | 3.33 | 400.0 | 900.5 | None | 5 (5%) | 120.0 | 3 |",
+        "| two | 4 | 0.0 | 400.0 | 900.0 | 1000.0 | 0 (0%) | None | 0 |",
+    ]
