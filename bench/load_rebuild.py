@@ -44,7 +44,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from load import LoadRun, ServiceConfig, add_duration, counts, questions, run, seconds_of  # noqa: E402
+from load import (  # noqa: E402
+    LoadRun,
+    ServiceConfig,
+    add_duration,
+    counts,
+    markdown_table,
+    questions,
+    run,
+    seconds_of,
+)
 
 from rag.build_priority import usable_cpus  # noqa: E402
 from rag.devserver import ServiceStartError, start_service  # noqa: E402
@@ -233,11 +242,7 @@ def measure(
 
 
 def table(measured: list[tuple[ServiceConfig, list[Phase]]]) -> list[str]:
-    lines = [
-        "| setup | clients | phase | seconds | answered/s | vs idle | p50 ms | p95 ms "
-        "| refused 503 | build s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for config, phases in measured:
         for p in phases:
             name = "idle" if p.via is None else f"rebuild ({p.via})"
@@ -245,12 +250,20 @@ def table(measured: list[tuple[ServiceConfig, list[Phase]]]) -> list[str]:
             build = "–" if p.build_seconds is None else f"{p.build_seconds:g}"
             if p.build_ok is False:
                 build += " (failed)"
-            lines.append(
-                f"| {config.name} | {p.load.clients} | {name} | {p.load.seconds} "
-                f"| {p.load.answered_per_second} | {share} | {p.load.p50_ms} | {p.load.p95_ms} "
-                f"| {p.load.refused_503} | {build} |"
+            rows.append(
+                [
+                    *(config.name, p.load.clients, name, p.load.seconds),
+                    *(p.load.answered_per_second, share, p.load.p50_ms, p.load.p95_ms),
+                    *(p.load.refused_503, build),
+                ]
             )
-    return lines
+    return markdown_table(
+        [
+            *("setup", "clients", "phase", "seconds", "answered/s", "vs idle", "p50 ms"),
+            *("p95 ms", "refused 503", "build s"),
+        ],
+        rows,
+    )
 
 
 def main() -> None:
