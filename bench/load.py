@@ -464,6 +464,23 @@ def seconds_of(args: argparse.Namespace) -> float | None:
     return args.minutes * 60 if args.minutes is not None else args.seconds
 
 
+def add_service_options(parser: argparse.ArgumentParser, *, config_help: str) -> None:
+    """The options of the service a load benchmark starts: ``--reader``, ``--out``,
+    ``--env`` and ``--config`` (read back by ``service_configs``)."""
+    parser.add_argument("--reader", default="fused")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    parser.add_argument(
+        "--env", action="append", default=[], help="RAG_X=value for the service; repeatable"
+    )
+    parser.add_argument("--config", action="append", default=[], help=config_help)
+
+
+def service_configs(args: argparse.Namespace, *, workers: int) -> list[ServiceConfig]:
+    """The setups ``--config`` names (``default:`` without one), each on top of ``--env``."""
+    env = dict(item.split("=", 1) for item in args.env)
+    return [ServiceConfig.parse(c, workers=workers, env=env) for c in args.config or ["default:"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=("hammer", "people"), default="hammer")
@@ -474,31 +491,21 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=24, help="people's questions and reading")
     add_duration(parser)
-    parser.add_argument("--reader", default="fused")
     parser.add_argument("--index", type=Path, default=ROOT / "index")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     parser.add_argument("--workers", type=int, default=1, help="rag serve --workers")
     parser.add_argument(
         "--no-backoff",
         action="store_true",
         help="hammer clients retry a 503 at once instead of waiting its Retry-After",
     )
-    parser.add_argument(
-        "--env", action="append", default=[], help="RAG_X=value for the service; repeatable"
-    )
-    parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        help="name:RAG_X=1,workers=2 -- one service setup to compare; repeatable (the "
+    add_service_options(
+        parser,
+        config_help="name:RAG_X=1,workers=2 -- one service setup to compare; repeatable (the "
         "setups run one after another in this run, on the same questions)",
     )
     args = parser.parse_args()
     args.seconds = seconds_of(args)
-    env = dict(item.split("=", 1) for item in args.env)
-    configs = [
-        ServiceConfig.parse(c, workers=args.workers, env=env) for c in args.config or ["default:"]
-    ]
+    configs = service_configs(args, workers=args.workers)
     qs = questions()
     table = [measure(c, args, qs) for c in configs]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -48,11 +48,13 @@ from load import (  # noqa: E402
     LoadRun,
     ServiceConfig,
     add_duration,
+    add_service_options,
     counts,
     markdown_table,
     questions,
     run,
     seconds_of,
+    service_configs,
 )
 
 from rag.build_priority import usable_cpus  # noqa: E402
@@ -272,23 +274,14 @@ def main() -> None:
     add_duration(parser)
     parser.add_argument("--documents", type=int, default=300, help="synthetic documents")
     parser.add_argument("--via", default="admin", help="admin, cli or admin,cli")
-    parser.add_argument("--reader", default="fused")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
-    parser.add_argument(
-        "--env", action="append", default=[], help="RAG_X=value for the service; repeatable"
-    )
-    parser.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        help="name:RAG_X=1,... -- one service setup to compare; repeatable",
+    add_service_options(
+        parser, config_help="name:RAG_X=1,... -- one service setup to compare; repeatable"
     )
     args = parser.parse_args()
     args.seconds = seconds_of(args)
     if set(args.via.split(",")) - {"admin", "cli"}:
         parser.error("--via takes admin, cli or both")
-    env = dict(item.split("=", 1) for item in args.env)
-    configs = [ServiceConfig.parse(c, workers=1, env=env) for c in args.config or ["default:"]]
+    configs = service_configs(args, workers=1)
     qs = questions()
     corpus, index = prepare(args.out / "rebuild", args.documents)
     rounds = [0]
