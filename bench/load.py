@@ -481,6 +481,13 @@ def service_configs(args: argparse.Namespace, *, workers: int) -> list[ServiceCo
     return [ServiceConfig.parse(c, workers=workers, env=env) for c in args.config or ["default:"]]
 
 
+def write_report(path: Path, **fields: object) -> None:
+    """``fields`` as JSON at ``path``, after the time they were measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    measured_at = datetime.now(UTC).isoformat(timespec="seconds")
+    path.write_text(json.dumps({"measured_at": measured_at, **fields}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=("hammer", "people"), default="hammer")
@@ -508,25 +515,19 @@ def main() -> None:
     configs = service_configs(args, workers=args.workers)
     qs = questions()
     table = [measure(c, args, qs) for c in configs]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.json").write_text(
-        json.dumps(
+    write_report(
+        args.out / "load.json",
+        reader=args.reader,
+        profile=args.profile,
+        seed=args.seed,
+        configs=[
             {
-                "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "reader": args.reader,
-                "profile": args.profile,
-                "seed": args.seed,
-                "configs": [
-                    {
-                        **asdict(m.config),
-                        "runs": [asdict(r) for r in m.hammer],
-                        "people": [asdict(r) for r in m.people],
-                    }
-                    for m in table
-                ],
-            },
-            indent=1,
-        )
+                **asdict(m.config),
+                "runs": [asdict(r) for r in m.hammer],
+                "people": [asdict(r) for r in m.people],
+            }
+            for m in table
+        ],
     )
     for profile in ("people", "hammer"):
         if any(getattr(m, profile) for m in table):

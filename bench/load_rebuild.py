@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -55,6 +54,7 @@ from load import (  # noqa: E402
     run,
     seconds_of,
     service_configs,
+    write_report,
 )
 
 from rag.build_priority import usable_cpus  # noqa: E402
@@ -286,20 +286,12 @@ def main() -> None:
     corpus, index = prepare(args.out / "rebuild", args.documents)
     rounds = [0]
     measured = [(c, measure(c, args, qs, corpus, index, rounds)) for c in configs]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load_rebuild.json").write_text(
-        json.dumps(
-            {
-                "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "reader": args.reader,
-                "documents": args.documents,
-                "cpus": usable_cpus(),
-                "configs": [
-                    {**asdict(c), "phases": [asdict(p) for p in phases]} for c, phases in measured
-                ],
-            },
-            indent=1,
-        )
+    write_report(
+        args.out / "load_rebuild.json",
+        reader=args.reader,
+        documents=args.documents,
+        cpus=usable_cpus(),
+        configs=[{**asdict(c), "phases": [asdict(p) for p in phases]} for c, phases in measured],
     )
     print("\n" + "\n".join(table(measured)))
 
