@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from pydantic import SecretStr
 
 from rag.api import create_app
 from rag.config import Settings
-from rag.devserver import publish_copy, start_service
+from rag.devserver import LocalService
 from tests.engines import ready
 
 TOKEN = "s3cret-admin-token"
@@ -52,22 +53,12 @@ def _poll(get: Any, done: Any, timeout: float, what: str) -> Any:
 
 @pytest.mark.slow
 def test_upload_reindexes_in_the_background_and_the_document_is_served(
-    index_dir: Path, corpus_copy: Path, tmp_path: Path
+    admin_service: Callable[..., LocalService], corpus_copy: Path
 ) -> None:
-    from rag.store.layout import resolve_version
-
-    index = tmp_path / "idx"
-    publish_copy(index, resolve_version(index_dir))
-    service = start_service(
+    service = admin_service(
         "admin",
-        index,
-        tmp_path,
-        RAG_ADMIN_TOKEN=TOKEN,
-        RAG_CORPUS_DIR=str(corpus_copy),
-        RAG_READER="heuristic",
-        RAG_RATE_LIMIT_PER_MINUTE="0",
+        TOKEN,
         RAG_MAX_BODY_BYTES="1000",  # uploads have their own limit, RAG_MAX_FILE_BYTES
-        RAG_INDEX_POLL_SECONDS="600",  # the end of the build itself triggers the swap
     )
     try:
         base = ready(service).base

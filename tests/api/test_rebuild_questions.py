@@ -7,6 +7,7 @@ runs as rag/build_priority.py says (lower priority, bounded threads). Nothing is
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 
 from rag.build_priority import service_build_threads
 from rag.config import Settings
-from rag.devserver import publish_copy, start_service
+from rag.devserver import LocalService
 from rag.synthetic import write_synthetic_corpus
 
 pytestmark = pytest.mark.slow
@@ -47,25 +48,12 @@ def _build_process(service_pid: int) -> dict[str, object] | None:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the build from /proc")
 def test_questions_are_answered_while_an_admin_reindex_builds(
-    index_dir: Path, corpus_copy: Path, corpus_dir: Path, tmp_path: Path
+    admin_service: Callable[..., LocalService], corpus_copy: Path, corpus_dir: Path
 ) -> None:
-    from rag.store.layout import resolve_version
-
-    index = tmp_path / "idx"
-    publish_copy(index, resolve_version(index_dir))
     # New documents: the build has real work to do (load, annotate, chunk, embed).
     write_synthetic_corpus(corpus_dir, corpus_copy / "synthetic", 30)
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    service = start_service(
-        "rebuild",
-        index,
-        tmp_path,
-        RAG_ADMIN_TOKEN=TOKEN,
-        RAG_CORPUS_DIR=str(corpus_copy),
-        RAG_READER="heuristic",
-        RAG_RATE_LIMIT_PER_MINUTE="0",
-        RAG_INDEX_POLL_SECONDS="600",  # the end of the build itself triggers the swap
-    )
+    service = admin_service("rebuild", TOKEN)
     try:
         base = service.wait_ready(timeout=180).base
         with httpx.Client(base_url=base, timeout=120) as http:
