@@ -128,13 +128,7 @@ def run(
                 if backoff and wait:  # as a well-behaved client does
                     _sleep(wait, stop, until)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = _in_threads(client, clients)
     return LoadRun(
         clients=clients,
         seconds=round(elapsed, 1),
@@ -148,6 +142,18 @@ def run(
         refused_p95_ms=_pct(refused, 95),
         other=dict(other),
     )
+
+
+def _in_threads(target: Callable[[int], None], count: int) -> float:
+    """``target(0)`` to ``target(count - 1)``, each in a thread of its own; the seconds
+    from the first start to the last end."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
 
 
 def _sleep(seconds: float, stop: float, until: threading.Event | None = None) -> None:
@@ -330,13 +336,8 @@ def people(
                     outcomes.append(outcome)
                 _sleep(rng.uniform(*reading), stop)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=person, args=(n,)) for n in range(users)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return summarize_people(users, outcomes, time.perf_counter() - started)
+    elapsed = _in_threads(person, users)
+    return summarize_people(users, outcomes, elapsed)
 
 
 # -- setups and the report ------------------------------------------------------------
