@@ -172,17 +172,23 @@ def test_an_ivf_index_grown_past_its_training_is_retrained(real_vectors: np.ndar
     np.testing.assert_array_equal(vectors_of(grown_more), real_vectors[:201])
 
 
-@pytest.mark.slow
-def test_an_incremental_build_updates_the_ivf_index_by_id(
-    builder: IndexBuilder, corpus_copy: Path, tmp_path: Path
-) -> None:
-    ivf_builder = IndexBuilder(
+def _ivf_builder(builder: IndexBuilder) -> IndexBuilder:
+    """The session's builder (its models and chunking) with an IVF index of 4 cells, all
+    probed."""
+    return IndexBuilder(
         embedder=builder.embedder,
         annotator=builder.annotator,
         chunker_settings=builder.chunker_settings,
         max_file_bytes=builder.max_file_bytes,
         dense=DenseSettings(kind=DenseKind.IVF, nlist=4, nprobe=4),
     )
+
+
+@pytest.mark.slow
+def test_an_incremental_build_updates_the_ivf_index_by_id(
+    builder: IndexBuilder, corpus_copy: Path, tmp_path: Path
+) -> None:
+    ivf_builder = _ivf_builder(builder)
     out = tmp_path / "idx"
     ivf_builder.build(corpus_copy, out)
     first = Index.load(out)
@@ -215,13 +221,7 @@ def test_a_changed_index_type_takes_effect_without_embedding_again(
     builder.build(corpus_copy, out)
     assert Index.load(out).dense_info.kind == "flat"
     assert builder.build(corpus_copy, out).up_to_date  # same settings: nothing to do
-    ivf_builder = IndexBuilder(
-        embedder=builder.embedder,
-        annotator=builder.annotator,
-        chunker_settings=builder.chunker_settings,
-        max_file_bytes=builder.max_file_bytes,
-        dense=DenseSettings(kind=DenseKind.IVF, nlist=4, nprobe=4),
-    )
+    ivf_builder = _ivf_builder(builder)
     report = ivf_builder.build(corpus_copy, out)
     assert not report.up_to_date
     assert report.embedded == 0
