@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     #: Passages the reader reads (at least top_k): the answer may sit in a passage ranked
     #: just below what is shown.
     read_passages: int = Field(default=8, ge=1, le=50)
+    #: Reading by need: read this many passages first, then twice as many, up to
+    #: read_passages, stopping once the answer is settled (the bound fitted on dev,
+    #: ``make fit-settle``). 0 reads every passage at once.
+    read_first: int = Field(default=2, ge=0, le=50)
     max_top_k: int = Field(default=50, ge=1)
     #: Dense index type: "auto" (exact below dense_ivf_min_chunks, IVF at or above),
     #: "flat" (always exact) or "ivf" (README "Index types": the measurements behind

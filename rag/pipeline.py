@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 from rag.annotate import Annotator
 from rag.config import ReaderKind, RetrievalMode, Settings
@@ -16,6 +17,7 @@ from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import CitationError, InvalidQuestionError
 from rag.filters import Filters
 from rag.reader.base import Candidate, ReadContext, Reader, ScoredCandidate
+from rag.reader.by_need import read_schedule
 from rag.reader.compose import ScoredReader, build_reader
 from rag.reader.model_source import ModelSource
 from rag.reader.question import analyse
@@ -138,10 +140,14 @@ class Pipeline:
             raise InvalidQuestionError(f"top_k must be between 1 and {self.settings.max_top_k}")
         context, passages = self._context(text, top_k, filters, mode, timings)
         t = time.perf_counter()
-        candidates = self.components.reader.read(context)
-        t = lap("read", t)
-        best = self._first_verified(candidates)
-        lap("verify", t)
+        settle = getattr(self.components.reader, "settle", None)
+        read, best = 0, None
+        for step in self._steps(context, timings):
+            read, best = step
+            if settle is not None and best is not None and best.score >= settle.bound:
+                break  # settled: the passages not read yet are not needed
+        lap("read", t)
+        timings["read"] = round(timings["read"] - timings.get("verify", 0.0), 2)
         timings["total"] = round((time.perf_counter() - started) * 1000, 2)
         cutoff = self.threshold if threshold is None else threshold
         answer = best if best is not None and best.score >= cutoff else None
@@ -151,7 +157,40 @@ class Pipeline:
             passages=passages[:top_k],
             timings_ms=timings,
             rejected=best if answer is None else None,
+            passages_read=read,
         )
+
+    def _steps(
+        self, context: ReadContext, timings: dict[str, float] | None = None
+    ) -> Iterator[tuple[int, Answer | None]]:
+        """Read by need: (passages read, best verified answer) after each step.
+
+        With no fitted stopping rule there is one step, every read passage at once.
+        Each step reads the first passages again in one context whose memo keeps the
+        model's windows, so only the added passages cost model time. ``timings`` gets
+        the time spent verifying citations (``verify``), summed over the steps.
+        """
+        reader = self.components.reader
+        settle = getattr(reader, "settle", None)
+        total = len(context.passages)
+        steps = read_schedule(settle.first if settle else 0, total) if total else [0]
+        for depth in steps:
+            candidates = reader.read(replace(context, passages=context.passages[:depth]))
+            t = time.perf_counter()
+            best = self._first_verified(candidates)
+            if timings is not None:
+                spent = (time.perf_counter() - t) * 1000
+                timings["verify"] = round(timings.get("verify", 0.0) + spent, 2)
+            yield depth, best
+
+    def steps(
+        self, question: str, filters: Filters | None = None
+    ) -> list[tuple[int, Answer | None]]:
+        """Every step's best verified answer, unstopped: what ``make fit-settle`` fits the
+        stopping bound on (same validation, retrieval and depth as ``ask``)."""
+        text = validate_question(question, self.settings.max_question_chars)
+        context, _ = self._context(text, self.settings.top_k, filters, None)
+        return list(self._steps(context))
 
     def _context(
         self,

@@ -193,6 +193,8 @@ class AskResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Best rejected candidate when the reader abstained; shown by --explain only.
     rejected: Answer | None = None
+    # How many passages the reader read (reading by need stops early when settled).
+    passages_read: int = 0
 
     @property
     def abstained(self) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.config import ReaderKind, Settings
+from rag.errors import ReaderWeightsError
 from rag.reader.base import Candidate, ReadContext, ScoredCandidate
 from rag.reader.evidence import EvidenceSentence
 from rag.reader.heuristic import HeuristicSource, MetadataSource, gather_evidence
@@ -29,6 +30,7 @@ from rag.reader.scoring import (
     FitTarget,
     LogisticModel,
     ScorerWeights,
+    Settle,
     load_weights,
     score,
 )
@@ -61,6 +63,9 @@ class ScoredReader:
     model: ModelSource | None
     read_passages: int
     weights_path: Path = WEIGHTS_FILE
+    #: Passages read at the first step of reading by need (``RAG_READ_FIRST``); 0 reads
+    #: all ``read_passages`` at once.
+    read_first: int = 0
     _weights: ScorerWeights | None = field(default=None, repr=False)
 
     def target(self) -> FitTarget:
@@ -77,7 +82,16 @@ class ScoredReader:
         if self.model is not None:
             self.model.warm_up()
         if self._weights is None:
-            self._weights = load_weights(self.target(), self.weights_path)
+            weights = load_weights(self.target(), self.weights_path)
+            fitted = weights.settle
+            if self.read_first and fitted is not None and fitted.first != self.read_first:
+                raise ReaderWeightsError(
+                    f"the reading-by-need bound in {self.weights_path.name} was fitted for "
+                    f"RAG_READ_FIRST={fitted.first}, but this service uses "
+                    f"{self.read_first}; refit it with `make fit-settle` (or set "
+                    f"RAG_READ_FIRST={fitted.first}, or 0 to read every passage at once)"
+                )
+            self._weights = weights
 
     def use_weights(self, weights: ScorerWeights) -> None:
         """Score with ``weights`` (the fitting code's unfitted or freshly fitted ones)."""
@@ -92,6 +106,13 @@ class ScoredReader:
     @property
     def threshold(self) -> float:
         return self.weights.threshold
+
+    @property
+    def settle(self) -> Settle | None:
+        """The fitted stopping rule when reading by need is on, else None (read all)."""
+        if not self.read_first or self.read_first >= self.read_passages:
+            return None
+        return self.weights.settle
 
     def candidates(self, context: ReadContext) -> list[Candidate]:
         """Every source's candidates for the question, merged, each with every feature."""
@@ -138,6 +159,7 @@ def build_reader(
             None,
             settings.read_passages,
             weights_path,
+            settings.read_first,
         )
     if model is None:
         qa = qa_model_for(
@@ -149,7 +171,9 @@ def build_reader(
     sources: list[CandidateSource] = []
     if kind is ReaderKind.FUSED:
         sources = [HeuristicSource(), MetadataSource()]
-    return ScoredReader(kind.value, sources, model, settings.read_passages, weights_path)
+    return ScoredReader(
+        kind.value, sources, model, settings.read_passages, weights_path, settings.read_first
+    )
 
 
 def neutral_weights(target: FitTarget) -> ScorerWeights:

@@ -209,6 +209,32 @@ class FitTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class Settle:
+    """When reading by need may stop: fitted on dev by ``python -m rag.train.fit_settle``.
+
+    The reader reads the first ``first`` passages, then twice as many, and so on up to
+    the read depth; it stops as soon as its best verified answer scores at least
+    ``bound``. The bound was chosen as the lowest one whose dev answers are no worse
+    than reading every passage, so it only holds for the ``first`` it was fitted with.
+    """
+
+    first: int
+    bound: float
+    dev_metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"first": self.first, "bound": self.bound, "dev_metrics": self.dev_metrics}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settle:
+        return cls(
+            first=int(data["first"]),
+            bound=float(data["bound"]),
+            dev_metrics=dict(data.get("dev_metrics") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ScorerWeights:
     """A fitted scorer, with the record of what it was fitted for."""
 
@@ -218,6 +244,8 @@ class ScorerWeights:
     threshold: float
     code_commit: str | None = None
     dev_metrics: dict[str, Any] = field(default_factory=dict)
+    #: The fitted stopping rule of reading by need; None: read every passage at once.
+    settle: Settle | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -233,6 +261,7 @@ class ScorerWeights:
             "threshold": self.threshold,
             "ranker": self.ranker.to_dict(),
             "calibration": self.calibration.to_dict(),
+            **({"settle": self.settle.to_dict()} if self.settle else {}),
         }
 
     @classmethod
@@ -252,6 +281,7 @@ class ScorerWeights:
             threshold=float(data["threshold"]),
             code_commit=data.get("code_commit"),
             dev_metrics=dict(data.get("dev_metrics") or {}),
+            settle=Settle.from_dict(data["settle"]) if data.get("settle") else None,
         )
 
 
