@@ -1,4 +1,5 @@
-"""Composes the stages for one question: validate, analyse, retrieve, read, verify, decide.
+"""Composes the stages for one question: validate, analyse, retrieve, rerank, read, verify,
+decide.
 
 Nothing else lives here: every stage is its own module. The API, the CLI and the
 evaluation harness all call ``Pipeline.ask``, so what is measured is what is served.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from rag.annotate import Annotator
 from rag.config import ReaderKind, RetrievalMode, Settings
@@ -21,6 +22,7 @@ from rag.reader.by_need import read_schedule
 from rag.reader.compose import ScoredReader, build_reader
 from rag.reader.model_source import ModelSource
 from rag.reader.question import analyse
+from rag.rerank import NoReranker, Reranker, build_reranker
 from rag.retrieve import RetrievalSettings, Retriever
 from rag.store.index import Index
 from rag.types import Answer, AskResult, Citation, Passage, Span
@@ -50,6 +52,8 @@ class Components:
     embedder: SentenceTransformerEmbedder
     annotator: Annotator
     reader: Reader
+    #: Reorders the retrieved passages before the reader reads them (RAG_RERANKER).
+    reranker: Reranker = field(default_factory=NoReranker)
 
 
 def make_reader(
@@ -59,16 +63,26 @@ def make_reader(
     return build_reader(settings, kind, model=model)
 
 
-def load_components(settings: Settings, *, reader: Reader | None = None) -> Components:
-    """Load the index and every model, verifying the index against the configured model."""
+def load_components(
+    settings: Settings, *, reader: Reader | None = None, reranker: Reranker | None = None
+) -> Components:
+    """Load the index and every model, verifying the index against the configured model.
+
+    The reranker loads first: a missing package or a wrong model file is refused before
+    the seconds the other models take.
+    """
     index = Index.from_settings(settings)
+    reranker = reranker or build_reranker(settings)
+    reranker.warm_up()
     embedder = SentenceTransformerEmbedder(settings.embedding_model)
     annotator = Annotator(settings.spacy_model)
     reader = reader or make_reader(settings)
     embedder.warm_up()
     annotator.warm_up()
     reader.warm_up()
-    return Components(index=index, embedder=embedder, annotator=annotator, reader=reader)
+    return Components(
+        index=index, embedder=embedder, annotator=annotator, reader=reader, reranker=reranker
+    )
 
 
 def verify_citation(index: Index, candidate: Candidate | ScoredCandidate) -> Citation:
@@ -200,21 +214,29 @@ class Pipeline:
         mode: RetrievalMode | None,
         timings: dict[str, float] | None = None,
     ) -> tuple[ReadContext, list[Passage]]:
-        """What the reader reads, and the passages the client sees.
+        """What the reader reads, and the passages the client sees (reranked, if so).
 
         The reader reads ``RAG_READ_PASSAGES`` passages whatever ``top_k`` is: how many
-        passages a client asks to see never changes the answer.
+        passages a client asks to see never changes the answer. The reranker reorders
+        the first ``RAG_RERANK_DEPTH`` fused passages, which do not depend on ``top_k``
+        either (a deeper retrieval only appends passages after them).
         """
+        reranker = self.components.reranker
         t0 = time.perf_counter()
         analysed = analyse(text, self.components.annotator.nlp)
         qvec = self.components.embedder.embed([text])[0]
         t1 = time.perf_counter()
-        depth = max(top_k, self.settings.read_passages)
+        depth = max(top_k, self.settings.read_passages, reranker.depth)
         passages = self.retriever.retrieve(text, depth, filters, mode, query_vector=qvec)
+        t2 = time.perf_counter()
+        if reranker.depth:
+            passages = reranker.rerank(text, passages)
         read = passages[: self.settings.read_passages]
         if timings is not None:
             timings["analyse"] = round((t1 - t0) * 1000, 2)
-            timings["retrieve"] = round((time.perf_counter() - t1) * 1000, 2)
+            timings["retrieve"] = round((t2 - t1) * 1000, 2)
+            if reranker.depth:
+                timings["rerank"] = round((time.perf_counter() - t2) * 1000, 2)
         return ReadContext(analysed, qvec, read, self.index), passages
 
     def candidates(self, question: str, filters: Filters | None = None) -> list[Candidate]:
