@@ -155,11 +155,12 @@ class Pipeline:
         context, passages = self._context(text, top_k, filters, mode, timings)
         t = time.perf_counter()
         settle = getattr(self.components.reader, "settle", None)
-        read, best = 0, None
+        read, best, previous = 0, None, None
         for step in self._steps(context, timings):
             read, best = step
-            if settle is not None and best is not None and best.score >= settle.bound:
+            if settle is not None and settle.stops(best, previous):
                 break  # settled: the passages not read yet are not needed
+            previous = best
         lap("read", t)
         timings["read"] = round(timings["read"] - timings.get("verify", 0.0), 2)
         timings["total"] = round((time.perf_counter() - started) * 1000, 2)

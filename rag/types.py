@@ -182,6 +182,11 @@ class Answer:
     citation: Citation
     details: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def place(self) -> tuple[str, int, int]:
+        """Where it stands: (document, start, end); two answers there are the same."""
+        return (self.citation.document_id, self.citation.start, self.citation.end)
+
 
 @dataclass(slots=True)
 class AskResult:

@@ -66,6 +66,8 @@ class ScoredReader:
     #: Passages read at the first step of reading by need (``RAG_READ_FIRST``); 0 reads
     #: all ``read_passages`` at once.
     read_first: int = 0
+    #: The reranker whose order is read (``RAG_RERANKER``): the weights are fitted for it.
+    reranker: str = "none"
     _weights: ScorerWeights | None = field(default=None, repr=False)
 
     def target(self) -> FitTarget:
@@ -75,6 +77,7 @@ class ScoredReader:
             qa_model_sha256=self.model.sha256 if self.model else None,
             runtime=self.model.runtime if self.model else None,
             read_passages=self.read_passages,
+            reranker=self.reranker,
         )
 
     def warm_up(self) -> None:
@@ -160,6 +163,7 @@ def build_reader(
             settings.read_passages,
             weights_path,
             settings.read_first,
+            settings.reranker,
         )
     if model is None:
         qa = qa_model_for(
@@ -172,7 +176,13 @@ def build_reader(
     if kind is ReaderKind.FUSED:
         sources = [HeuristicSource(), MetadataSource()]
     return ScoredReader(
-        kind.value, sources, model, settings.read_passages, weights_path, settings.read_first
+        kind.value,
+        sources,
+        model,
+        settings.read_passages,
+        weights_path,
+        settings.read_first,
+        settings.reranker,
     )
 
 

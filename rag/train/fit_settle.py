@@ -1,17 +1,18 @@
-"""Fit when reading by need may stop: the bound of :class:`rag.reader.scoring.Settle`.
+"""Fit when reading by need may stop: the rules of :class:`rag.reader.scoring.Settle`.
 
 ``python -m rag.train.fit_settle`` (``make fit-settle``) asks every dev question through
 :meth:`rag.pipeline.Pipeline.steps`, which reads as ``ask`` does but never stops early:
 it gives the best verified answer after each step of the schedule (2, 4, then 8
-passages by default). A bound then says where ``ask`` would have stopped: at the first
-step whose best answer scores at least the bound.
+passages by default). A set of rules (a confident answer's bound, the bound of an answer
+two steps agree on, the score below which the question is hopeless) then says where
+``ask`` would have stopped.
 
-The bound kept is the lowest one for which the dev answers are *no worse* than reading
-every passage: overall F1, answerable F1 and unanswerable abstained each at least as
-high, at the fitted abstention threshold. To keep a lucky isolated value out, every
-higher bound must pass too. If none passes below the top, reading by need is fitted
-off (a bound above every score: every question reads to the full depth). The test
-split is never read.
+The rules kept are those reading fewest passages on dev whose dev answers are *no
+worse* than reading every passage: overall F1, answerable F1 and unanswerable abstained
+each at least as high, at the fitted abstention threshold. The rules are searched on a
+coarse grid, and a choice counts only when the next safer value of each rule passes
+too, so that a lucky isolated value is not kept. If nothing passes, reading by need is
+fitted off (every question reads to the full depth). The test split is never read.
 
 The bound is written into the reader's section of the weights file, beside the scorer
 it was fitted with, and records the ``RAG_READ_FIRST`` it holds for.
@@ -20,6 +21,7 @@ it was fitted with, and records the ``RAG_READ_FIRST`` it holds for.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,13 +35,17 @@ from rag.evaluation.dataset import EvalItem, load_eval_sets
 from rag.evaluation.runner import Prediction, answer_metrics
 from rag.pipeline import Pipeline, load_components
 from rag.reader.compose import build_reader
-from rag.reader.scoring import WEIGHTS_FILE, Settle, load_weights, write_weights
-from rag.types import Answer
+from rag.reader.scoring import NEVER, WEIGHTS_FILE, Settle, load_weights, write_weights
+from rag.types import Answer, Citation, Span
 
-#: Bounds above every calibrated score: never settle early.
-NEVER = 1.01
-#: The dev scores a bound must not lower against reading every passage.
+#: The dev scores the rules must not lower against reading every passage.
 GUARDED = ("f1", "answerable_f1", "unanswerable_abstained")
+#: The grid searched: a confident answer's bound and an agreed answer's bound (NEVER:
+#: that rule off), and the hopeless score, at most the abstention threshold (0: off).
+BOUNDS = (*(round(0.3 + 0.05 * i, 2) for i in range(14)), NEVER)
+HOPELESS_STEP = 0.02
+#: Where the dev steps are kept, so that refitting the rules does not read them again.
+STEPS_CACHE = Path(".cache") / "fit-settle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +55,55 @@ class Stepped:
     item: EvalItem
     steps: list[tuple[int, Answer | None]]
 
-    def stop(self, bound: float) -> tuple[int, Answer | None]:
-        """Where ``ask`` stops with ``bound``: the first settled step, else the last."""
+    def stop(self, settle: Settle) -> tuple[int, Answer | None]:
+        """Where ``ask`` stops with ``settle``: the first settled step, else the last."""
+        previous = None
         for read, best in self.steps:
-            if best is not None and best.score >= bound:
+            if settle.stops(best, previous):
                 return read, best
+            previous = best
         return self.steps[-1]
+
+
+def _answer_to_json(best: Answer | None) -> dict[str, Any] | None:
+    if best is None:
+        return None
+    c = best.citation
+    return {"text": best.text, "score": best.score, "at": [c.document_id, c.start, c.end]}
+
+
+def _answer_from_json(data: dict[str, Any] | None) -> Answer | None:
+    if data is None:
+        return None
+    doc, start, end = data["at"]
+    citation = Citation(doc, "", None, start, end, None, Span(start, end), data["text"])
+    return Answer(text=data["text"], score=float(data["score"]), citation=citation)
+
+
+def read_steps(
+    pipeline: Pipeline, items: Sequence[EvalItem], key: str, cache: Path | None
+) -> list[Stepped]:
+    """Every question's steps, from ``cache`` when it was written for the same ``key``
+    (scorer, schedule, settings and questions), else read and written there."""
+    if cache is not None and cache.is_file():
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if data.get("key") == key:
+            by_id = {item.id: item for item in items}
+            return [
+                Stepped(by_id[q["id"]], [(r, _answer_from_json(a)) for r, a in q["steps"]])
+                for q in data["questions"]
+            ]
+    out = [
+        Stepped(item, pipeline.steps(item.question))
+        for item in tqdm(items, desc="dev steps", unit="q")
+    ]
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {"id": q.item.id, "steps": [(r, _answer_to_json(a)) for r, a in q.steps]} for q in out
+        ]
+        cache.write_text(json.dumps({"key": key, "questions": rows}), encoding="utf-8")
+    return out
 
 
 def _prediction(item: EvalItem, best: Answer | None) -> Prediction:
@@ -72,36 +121,64 @@ def _prediction(item: EvalItem, best: Answer | None) -> Prediction:
     )
 
 
-def outcome(questions: Sequence[Stepped], bound: float, threshold: float) -> dict[str, float]:
-    """Dev scores and mean passages read when stopping at ``bound``."""
-    stops = [q.stop(bound) for q in questions]
+def outcome(questions: Sequence[Stepped], settle: Settle, threshold: float) -> dict[str, float]:
+    """Dev scores and mean passages read when stopping by ``settle``."""
+    stops = [q.stop(settle) for q in questions]
     preds = [_prediction(q.item, best) for q, (_, best) in zip(questions, stops, strict=True)]
     metrics = answer_metrics(preds, threshold)
     metrics["passages_read"] = sum(read for read, _ in stops) / max(len(stops), 1)
     return metrics
 
 
-def choose_bound(
-    questions: Sequence[Stepped], threshold: float
-) -> tuple[float, dict[str, float], dict[str, float]]:
-    """The lowest bound no worse than reading everything, every higher one passing too.
+def _safer(settle: Settle) -> list[Settle]:
+    """The next safer value of each rule that is on (a higher bound, a lower hopeless)."""
 
-    Returns the bound, its dev scores, and those of reading every passage.
+    def above(value: float) -> float:
+        return min(b for b in BOUNDS if b > value)
+
+    out = []
+    if settle.bound < NEVER:
+        out.append(replace(settle, bound=above(settle.bound)))
+    if settle.agree < NEVER:
+        out.append(replace(settle, agree=above(settle.agree)))
+    if settle.hopeless > 0:
+        out.append(replace(settle, hopeless=round(settle.hopeless - HOPELESS_STEP, 2)))
+    return out
+
+
+def choose_rules(
+    questions: Sequence[Stepped], first: int, threshold: float
+) -> tuple[Settle, dict[str, float], dict[str, float]]:
+    """The rules reading fewest passages with dev answers no worse than reading all.
+
+    Returns the rules, their dev scores, and those of reading every passage.
     """
-    full = outcome(questions, NEVER, threshold)
-    scores = {
-        round(best.score, 4)
-        for q in questions
-        for _, best in q.steps[:-1]
-        if best is not None and best.score >= threshold
-    }
-    chosen, chosen_metrics = NEVER, full
-    for bound in sorted(scores, reverse=True):
-        metrics = outcome(questions, bound, threshold)
-        if any(metrics[k] < full[k] - 1e-9 for k in GUARDED):
-            break
-        chosen, chosen_metrics = bound, metrics
-    return chosen, chosen_metrics, full
+    never = Settle(first, NEVER)
+    full = outcome(questions, never, threshold)
+    hopeless = [0.0] + [
+        round(HOPELESS_STEP * i, 2) for i in range(1, int(threshold / HOPELESS_STEP) + 1)
+    ]
+    cache: dict[tuple[float, float, float], dict[str, float]] = {}
+
+    def passes(settle: Settle) -> dict[str, float] | None:
+        key = (settle.bound, settle.agree, settle.hopeless)
+        if key not in cache:
+            cache[key] = outcome(questions, settle, threshold)
+        metrics = cache[key]
+        return None if any(metrics[k] < full[k] - 1e-9 for k in GUARDED) else metrics
+
+    best, best_metrics = never, full
+    # Safest first, so that of rules reading as few passages the safest is kept.
+    for bound in reversed(BOUNDS):
+        for agree in reversed(BOUNDS):
+            for low in hopeless:
+                settle = Settle(first, bound, agree, low)
+                metrics = passes(settle)
+                if metrics is None or metrics["passages_read"] >= best_metrics["passages_read"]:
+                    continue
+                if all(passes(s) is not None for s in _safer(settle)):
+                    best, best_metrics = settle, metrics
+    return best, best_metrics, full
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="sets", action="append", type=Path, default=None)
     parser.add_argument("--reader", default=None, choices=[k.value for k in ReaderKind])
     parser.add_argument("--out", type=Path, default=WEIGHTS_FILE)
+    parser.add_argument(
+        "--no-cache", action="store_true", help=f"read every step again, not from {STEPS_CACHE}"
+    )
     args = parser.parse_args(argv)
     sets = args.sets or [Path("eval/dev.jsonl")]
     if any("test" in p.name for p in sets):
@@ -127,11 +207,19 @@ def main(argv: list[str] | None = None) -> None:
     reader.use_weights(replace(fitted, settle=Settle(settings.read_first, NEVER)))
     pipeline = Pipeline(settings, load_components(settings, reader=reader))
     items = load_eval_sets(sets)
-    questions = [
-        Stepped(item, pipeline.steps(item.question))
-        for item in tqdm(items, desc="dev steps", unit="q")
-    ]
-    bound, metrics, full = choose_bound(questions, fitted.threshold)
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                replace(fitted, settle=None, dev_metrics={}).to_dict(),
+                settings.model_dump(mode="json", exclude={"admin_token", "milvus_token"}),
+                [(i.id, i.question) for i in items],
+            ],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    cache = None if args.no_cache else STEPS_CACHE / f"{kind.value}-{fitted.target.runtime}.json"
+    questions = read_steps(pipeline, items, key, cache)
+    rules, metrics, full = choose_rules(questions, settings.read_first, fitted.threshold)
     info: dict[str, Any] = {
         "sets": [str(p) for p in sets],
         "questions": len(items),
@@ -139,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         "read_all": {k: round(v, 4) for k, v in full.items() if isinstance(v, float)},
         "at_bound": {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)},
     }
-    settle = Settle(settings.read_first, bound, info)
+    settle = replace(rules, dev_metrics=info)
     write_weights(replace(fitted, settle=settle), args.out)
     print(json.dumps({"section": fitted.target.section(), **settle.to_dict()}, indent=2))
 

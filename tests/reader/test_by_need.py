@@ -14,8 +14,8 @@ from rag.evaluation.dataset import EvalItem
 from rag.pipeline import Pipeline, load_components, make_reader
 from rag.reader.by_need import read_schedule
 from rag.reader.compose import ScoredReader
-from rag.reader.scoring import Settle, load_weights, write_weights
-from rag.train.fit_settle import NEVER, Stepped, choose_bound, outcome
+from rag.reader.scoring import NEVER, Settle, load_weights, write_weights
+from rag.train.fit_settle import Stepped, choose_rules, outcome
 from rag.types import Answer, Citation, Span
 
 # Questions of our own, not from the evaluation set.
@@ -48,8 +48,9 @@ def test_the_schedule_refuses_nonsense() -> None:
         read_schedule(-1, 8)
 
 
-def _answer(text: str, score: float) -> Answer:
-    citation = Citation("d", "D", None, 0, len(text), None, Span(0, len(text)), text)
+def _answer(text: str, score: float, start: int = 0) -> Answer:
+    end = start + len(text)
+    citation = Citation("d", "D", None, start, end, None, Span(start, end), text)
     return Answer(text=text, score=score, citation=citation)
 
 
@@ -57,12 +58,25 @@ def _item(n: int, answers: Sequence[str]) -> EvalItem:
     return EvalItem(f"q{n}", f"question {n}", tuple(answers), (), None, None)
 
 
-def test_the_bound_is_the_lowest_no_worse_than_reading_everything() -> None:
-    right, wrong = _answer("Louise Casey", 0.9), _answer("Eric Pickles", 0.7)
+def test_the_rules_stop_on_a_confident_an_agreed_or_a_hopeless_answer() -> None:
+    settle = Settle(first=2, bound=0.8, agree=0.5, hopeless=0.1)
+    casey = _answer("Louise Casey", 0.6)
+    assert settle.stops(_answer("x", 0.85), None)  # confident
+    assert not settle.stops(casey, None)  # not confident, nothing to agree with
+    assert settle.stops(casey, _answer("Louise Casey", 0.55))  # the same span again
+    assert not settle.stops(casey, _answer("Louise Casey", 0.55, start=40))  # elsewhere
+    assert not settle.stops(_answer("Louise Casey", 0.4), casey)  # agreed but weak
+    assert settle.stops(_answer("y", 0.05), None)  # hopeless
+    assert settle.stops(None, None)  # nothing verified at all: hopeless too
+    assert not Settle(first=2, bound=0.8).stops(None, None)  # no hopeless rule
+
+
+def test_the_rules_read_fewest_passages_with_answers_no_worse_than_reading_all() -> None:
+    right, wrong = _answer("Louise Casey", 0.9), _answer("Eric Pickles", 0.7, start=50)
     questions = [
         # Settled right at the first step, confidently.
         Stepped(_item(1, ["Louise Casey"]), [(2, right), (4, right), (8, right)]),
-        # A confident wrong answer at the first step, put right by reading on.
+        # A fairly confident wrong answer at the first step, put right by reading on.
         Stepped(
             _item(2, ["Louise Casey"]),
             [(2, wrong), (4, _answer("Louise Casey", 0.8)), (8, _answer("Louise Casey", 0.8))],
@@ -70,25 +84,26 @@ def test_the_bound_is_the_lowest_no_worse_than_reading_everything() -> None:
         # Unanswerable: weak answers everywhere, abstained at the threshold 0.5.
         Stepped(_item(3, []), [(2, _answer("x", 0.2)), (4, None), (8, _answer("y", 0.3))]),
     ]
-    bound, at_bound, full = choose_bound(questions, threshold=0.5)
-    # Stopping at 0.7 would keep question 2's wrong answer; 0.8 is the lowest that holds.
-    assert bound == 0.8
-    assert at_bound["f1"] == full["f1"] == 1.0
-    assert at_bound["passages_read"] == pytest.approx((2 + 4 + 8) / 3)
+    rules, at_rules, full = choose_rules(questions, first=2, threshold=0.5)
+    # Stopping at 0.7 would keep question 2's wrong answer: 0.8 is the lowest that holds;
+    # question 3 is hopeless below 0.22 (the next grid step above its 0.2).
+    assert (rules.bound, rules.agree, rules.hopeless) == (0.8, NEVER, 0.22)
+    assert at_rules["f1"] == full["f1"] == 1.0
+    assert at_rules["passages_read"] == pytest.approx((2 + 4 + 2) / 3)
     assert full["passages_read"] == 8
-    assert outcome(questions, 0.7, 0.5)["f1"] < 1.0
+    assert outcome(questions, Settle(2, 0.7), 0.5)["f1"] < 1.0
 
 
-def test_no_bound_passes_means_never_stopping_early() -> None:
+def test_no_rule_passes_means_never_stopping_early() -> None:
     questions = [
         Stepped(
             _item(1, ["Louise Casey"]),
             [(2, _answer("Eric Pickles", 0.95)), (8, _answer("Louise Casey", 0.9))],
         )
     ]
-    bound, at_bound, full = choose_bound(questions, threshold=0.5)
-    assert bound == NEVER
-    assert at_bound == full
+    rules, at_rules, full = choose_rules(questions, first=2, threshold=0.5)
+    assert rules == Settle(2, NEVER)
+    assert at_rules == full
 
 
 def test_a_bound_fitted_for_another_first_step_is_refused(
