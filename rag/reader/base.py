@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,6 +55,10 @@ class ReadContext:
     question_vector: np.ndarray
     passages: list[Passage]
     index: Index
+    #: Work already done for this question, shared by the steps of reading by need so
+    #: that a passage read at one step is not read again at the next (the QA model's
+    #: windows, keyed by what they cover).
+    memo: dict[Hashable, object] = field(default_factory=dict)
 
 
 class Reader(Protocol):

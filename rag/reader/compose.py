@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.config import ReaderKind, Settings
+from rag.errors import ReaderWeightsError
 from rag.reader.base import Candidate, ReadContext, ScoredCandidate
 from rag.reader.evidence import EvidenceSentence
 from rag.reader.heuristic import HeuristicSource, MetadataSource, gather_evidence
@@ -29,6 +30,7 @@ from rag.reader.scoring import (
     FitTarget,
     LogisticModel,
     ScorerWeights,
+    Settle,
     load_weights,
     score,
 )
@@ -61,6 +63,11 @@ class ScoredReader:
     model: ModelSource | None
     read_passages: int
     weights_path: Path = WEIGHTS_FILE
+    #: Passages read at the first step of reading by need (``RAG_READ_FIRST``); 0 reads
+    #: all ``read_passages`` at once.
+    read_first: int = 0
+    #: The reranker whose order is read (``RAG_RERANKER``): the weights are fitted for it.
+    reranker: str = "none"
     _weights: ScorerWeights | None = field(default=None, repr=False)
 
     def target(self) -> FitTarget:
@@ -70,6 +77,7 @@ class ScoredReader:
             qa_model_sha256=self.model.sha256 if self.model else None,
             runtime=self.model.runtime if self.model else None,
             read_passages=self.read_passages,
+            reranker=self.reranker,
         )
 
     def warm_up(self) -> None:
@@ -77,7 +85,16 @@ class ScoredReader:
         if self.model is not None:
             self.model.warm_up()
         if self._weights is None:
-            self._weights = load_weights(self.target(), self.weights_path)
+            weights = load_weights(self.target(), self.weights_path)
+            fitted = weights.settle
+            if self.read_first and fitted is not None and fitted.first != self.read_first:
+                raise ReaderWeightsError(
+                    f"the reading-by-need bound in {self.weights_path.name} was fitted for "
+                    f"RAG_READ_FIRST={fitted.first}, but this service uses "
+                    f"{self.read_first}; refit it with `make fit-settle` (or set "
+                    f"RAG_READ_FIRST={fitted.first}, or 0 to read every passage at once)"
+                )
+            self._weights = weights
 
     def use_weights(self, weights: ScorerWeights) -> None:
         """Score with ``weights`` (the fitting code's unfitted or freshly fitted ones)."""
@@ -92,6 +109,13 @@ class ScoredReader:
     @property
     def threshold(self) -> float:
         return self.weights.threshold
+
+    @property
+    def settle(self) -> Settle | None:
+        """The fitted stopping rule when reading by need is on, else None (read all)."""
+        if not self.read_first or self.read_first >= self.read_passages:
+            return None
+        return self.weights.settle
 
     def candidates(self, context: ReadContext) -> list[Candidate]:
         """Every source's candidates for the question, merged, each with every feature."""
@@ -138,6 +162,8 @@ def build_reader(
             None,
             settings.read_passages,
             weights_path,
+            settings.read_first,
+            settings.reranker,
         )
     if model is None:
         qa = qa_model_for(
@@ -149,7 +175,15 @@ def build_reader(
     sources: list[CandidateSource] = []
     if kind is ReaderKind.FUSED:
         sources = [HeuristicSource(), MetadataSource()]
-    return ScoredReader(kind.value, sources, model, settings.read_passages, weights_path)
+    return ScoredReader(
+        kind.value,
+        sources,
+        model,
+        settings.read_passages,
+        weights_path,
+        settings.read_first,
+        settings.reranker,
+    )
 
 
 def neutral_weights(target: FitTarget) -> ScorerWeights:

@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -108,6 +109,7 @@ class _Window:
     """One model window over one passage, with its logits, in document offsets."""
 
     document_id: str
+    part: int  # which of the stretches read together this window lies in
     starts: np.ndarray  # document offset where each context token starts
     ends: np.ndarray  # document offset where each context token ends
     scores: WindowScores
@@ -123,6 +125,7 @@ def _windows(qa: QAModel, question: str, parts: list[Snippet], index: Index) -> 
         out.append(
             _Window(
                 document_id=part.document_id,
+                part=window.pair_index,
                 starts=np.array([part.start + a for a, _ in scored.offsets]),
                 ends=np.array([part.start + b for _, b in scored.offsets]),
                 scores=scored,
@@ -351,8 +354,23 @@ class ModelSource:
         self.qa.warm_up()
 
     def read(self, context: ReadContext, evidence: list[EvidenceSentence]) -> list[_Window]:
-        """The model's windows over what it reads for this question."""
-        return _windows(self.qa, context.question.text, reading(context, evidence), context.index)
+        """The model's windows over what it reads for this question.
+
+        Windows are kept in the context's memo by the stretch they cover, so a later
+        step of reading by need reads only the stretches it adds (a stretch that grows
+        because a neighbouring passage joined it is read again, whole).
+        """
+        parts = reading(context, evidence)
+        memo = context.memo
+        new = [p for p in parts if ("windows", p) not in memo]
+        if new:
+            fresh = _windows(self.qa, context.question.text, new, context.index)
+            for i, part in enumerate(new):
+                memo[("windows", part)] = [w for w in fresh if w.part == i]
+        out: list[_Window] = []
+        for part in parts:
+            out += cast(list[_Window], memo[("windows", part)])
+        return out
 
     def propose(
         self,

@@ -486,19 +486,14 @@ class _OnnxQA:
         import torch
 
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (missing: this clear error, not a traceback)
         except ImportError as exc:
             raise ModelLoadError("runtimes 'onnx' and 'int8' need the onnxruntime package") from exc
         names = onnx_input_names(model)
         graph = export_onnx(model, where)
         if int8:
             graph = quantize_int8(graph, where)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        # Spinning worker threads would keep the cores busy after each call and slow the
-        # embedding and spaCy work that follows.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(graph, torch.get_num_threads())
         self.inputs = names
 
     def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -507,6 +502,22 @@ class _OnnxQA:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         starts, ends = self.session.run(["start_logits", "end_logits"], feed)
         return np.asarray(starts, dtype=np.float32), np.asarray(ends, dtype=np.float32)
+
+
+def onnx_session(model: bytes | str, threads: int) -> Any:
+    """An ONNX Runtime CPU session of ``model`` (a graph or a file) on ``threads`` threads.
+
+    One way to open a session for every ONNX model the service runs (the QA model, the
+    reranker), so they all share these options. Worker threads do not spin: spinning
+    would keep the cores busy after each call and slow the embedding and spaCy work
+    that follows.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def onnx_input_names(model: Any) -> list[str]:

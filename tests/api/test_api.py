@@ -134,6 +134,7 @@ def test_health_ready_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["documents"] == 5
+    assert ready["reranker"] == {"name": "none", "model_sha256": None}  # the default
     assert client.get("/docs").status_code == 200
     assert "/v1/ask" in client.get("/openapi.json").json()["paths"]
     _assert_error(client.get("/no/such/route"), 404, "not_found")

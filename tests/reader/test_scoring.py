@@ -110,6 +110,7 @@ def test_weights_round_trip_and_record_what_they_were_fitted_for(tmp_path: Path)
         ({"qa_model_sha256": "cd" * 32}, "QA model"),
         ({"runtime": "torch"}, "runtime"),
         ({"read_passages": 5}, "read depth"),
+        ({"reranker": "cross-encoder"}, "reranker"),
     ],
 )
 def test_weights_fitted_for_something_else_are_refused(
@@ -122,6 +123,17 @@ def test_weights_fitted_for_something_else_are_refused(
     path.write_text(json.dumps(data))
     with pytest.raises(ReaderWeightsError, match=message):
         load_weights(TARGET, path)
+
+
+def test_weights_for_a_reranked_order_live_in_a_section_of_their_own(tmp_path: Path) -> None:
+    """The passage order is part of what weights are fitted for: the fused order's
+    weights are never used for the cross-encoder's, nor the other way round."""
+    reranked = FitTarget("transformers", "ab" * 32, "int8", 8, reranker="cross-encoder")
+    assert reranked.section() == "transformers/int8+cross-encoder"
+    path = tmp_path / "weights.json"
+    write_weights(weights(), path)
+    with pytest.raises(ReaderWeightsError, match="transformers/int8\\+cross-encoder"):
+        load_weights(reranked, path)
 
 
 def test_weights_naming_unknown_or_lacking_features_are_refused(tmp_path: Path) -> None:

@@ -25,6 +25,11 @@ def readyz(state: StateDep) -> dict[str, object]:
         "chunks": len(pipeline.index.chunks),
         "embedding_model": manifest.embedding_model,
         "reader": pipeline.components.reader.name,
+        # RAG_RERANKER, and the sha256 of the model file it checked and runs (None: none).
+        "reranker": {
+            "name": pipeline.components.reranker.name,
+            "model_sha256": pipeline.components.reranker.model_sha256,
+        },
         "index_built": manifest.created_at,
         "index_version": pipeline.index.version,
         "index_swaps": state.swaps,
