@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from rag.config import get_settings  # noqa: E402
 from rag.evaluation.dataset import EvalItem, load_eval_sets  # noqa: E402
-from rag.evaluation.runner import Prediction, answer_metrics  # noqa: E402
+from rag.evaluation.runner import Prediction, answer_metrics, predict  # noqa: E402
 from rag.metrics import percentile  # noqa: E402
 from rag.pipeline import Pipeline, load_components, make_reader  # noqa: E402
 from rag.reader.compose import ScoredReader  # noqa: E402
@@ -70,23 +70,6 @@ def setups(pipeline: Pipeline, rerank: bool = False) -> dict[str, Pipeline]:
     return out
 
 
-def _prediction(item: EvalItem, pipeline: Pipeline) -> Prediction:
-    result = pipeline.ask(item.question)
-    best = result.answer or result.rejected
-    return Prediction(
-        item=item,
-        answer=result.answer.text if result.answer else None,
-        best=best.text if best else None,
-        best_score=best.score if best else 0.0,
-        document_id=best.citation.document_id if best else None,
-        start=best.citation.start if best else None,
-        end=best.citation.end if best else None,
-        citation_valid=True,
-        timings_ms=dict(result.timings_ms),
-        passages_read=result.passages_read,
-    )
-
-
 def measure(named: dict[str, Pipeline], items: list[EvalItem]) -> dict[str, Any]:
     """Every question through every setup, alternating the order; then the summary."""
     preds: dict[str, list[Prediction]] = {name: [] for name in named}
@@ -97,7 +80,7 @@ def measure(named: dict[str, Pipeline], items: list[EvalItem]) -> dict[str, Any]
     for n, item in enumerate(items):
         order = names if n % 2 == 0 else names[::-1]
         for name in order:
-            preds[name].append(_prediction(item, named[name]))
+            preds[name].append(predict(named[name], item))
     out: dict[str, Any] = {}
     for name, ps in preds.items():
         dev = [p for p in ps if "dev" in p.item.source]

@@ -69,33 +69,36 @@ def run_answers(
     label: str = "ask",
 ) -> list[Prediction]:
     """Ask every question exactly as the API would."""
-    predictions = []
-    for item in tqdm(items, desc=label, unit="q", disable=not progress, leave=False):
-        result = pipeline.ask(item.question, filters=_filters_for(item, reading_comprehension))
-        best = result.answer or result.rejected
-        valid = False
-        if best is not None:
-            doc = pipeline.index.documents.get(best.citation.document_id)
-            c = best.citation
-            valid = doc is not None and doc.text[c.start : c.end] == best.text
-        predictions.append(
-            Prediction(
-                item=item,
-                answer=result.answer.text if result.answer else None,
-                best=best.text if best else None,
-                best_score=best.score if best else 0.0,
-                document_id=best.citation.document_id if best else None,
-                start=best.citation.start if best else None,
-                end=best.citation.end if best else None,
-                citation_valid=valid,
-                timings_ms=result.timings_ms,
-                passages=[
-                    (p.chunk.document_id, p.chunk.start, p.chunk.end) for p in result.passages
-                ],
-                passages_read=result.passages_read,
-            )
-        )
-    return predictions
+    return [
+        predict(pipeline, item, reading_comprehension=reading_comprehension)
+        for item in tqdm(items, desc=label, unit="q", disable=not progress, leave=False)
+    ]
+
+
+def predict(
+    pipeline: Pipeline, item: EvalItem, *, reading_comprehension: bool = False
+) -> Prediction:
+    """One question asked as the API would, its citation checked against the document."""
+    result = pipeline.ask(item.question, filters=_filters_for(item, reading_comprehension))
+    best = result.answer or result.rejected
+    valid = False
+    if best is not None:
+        doc = pipeline.index.documents.get(best.citation.document_id)
+        c = best.citation
+        valid = doc is not None and doc.text[c.start : c.end] == best.text
+    return Prediction(
+        item=item,
+        answer=result.answer.text if result.answer else None,
+        best=best.text if best else None,
+        best_score=best.score if best else 0.0,
+        document_id=best.citation.document_id if best else None,
+        start=best.citation.start if best else None,
+        end=best.citation.end if best else None,
+        citation_valid=valid,
+        timings_ms=result.timings_ms,
+        passages=[(p.chunk.document_id, p.chunk.start, p.chunk.end) for p in result.passages],
+        passages_read=result.passages_read,
+    )
 
 
 def _mean(values: Sequence[float]) -> float:
