@@ -37,7 +37,15 @@ def test_ask_returns_a_verified_citation(client: TestClient, pipeline: Pipeline)
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"question", "answer", "abstained", "passages", "timings_ms"}
+    assert set(body) == {
+        "question",
+        "answer",
+        "abstained",
+        "passages",
+        "timings_ms",
+        "passages_read",
+    }
+    assert 1 <= body["passages_read"] <= pipeline.settings.read_passages
     assert body["abstained"] is False
     answer = body["answer"]
     doc = pipeline.index.documents[answer["document_id"]]
