@@ -18,7 +18,7 @@ from rag.embedding import SentenceTransformerEmbedder
 from rag.errors import CitationError, InvalidQuestionError
 from rag.filters import Filters
 from rag.reader.base import Candidate, ReadContext, Reader, ScoredCandidate
-from rag.reader.by_need import read_schedule
+from rag.reader.by_need import read_schedule, until_settled
 from rag.reader.compose import ScoredReader, build_reader
 from rag.reader.model_source import ModelSource
 from rag.reader.question import analyse
@@ -155,12 +155,7 @@ class Pipeline:
         context, passages = self._context(text, top_k, filters, mode, timings)
         t = time.perf_counter()
         settle = getattr(self.components.reader, "settle", None)
-        read, best, previous = 0, None, None
-        for step in self._steps(context, timings):
-            read, best = step
-            if settle is not None and settle.stops(best, previous):
-                break  # settled: the passages not read yet are not needed
-            previous = best
+        read, best = until_settled(self._steps(context, timings), settle)
         lap("read", t)
         timings["read"] = round(timings["read"] - timings.get("verify", 0.0), 2)
         timings["total"] = round((time.perf_counter() - started) * 1000, 2)

@@ -13,6 +13,14 @@ the settings and on the reader's own scores.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from rag.reader.scoring import Settle, SettleView
+
+A = TypeVar("A", bound="SettleView")
+
 
 def read_schedule(first: int, total: int) -> list[int]:
     """The passage counts read at each step: ``[2, 4, 8]`` for first 2 and total 8.
@@ -30,3 +38,17 @@ def read_schedule(first: int, total: int) -> list[int]:
         steps.append(steps[-1] * 2)
     steps.append(total)
     return steps
+
+
+def until_settled(
+    steps: Iterable[tuple[int, A | None]], settle: Settle | None
+) -> tuple[int, A | None]:
+    """(passages read, best answer) where the reading stops: the first step ``settle``
+    calls settled, else the last. ``steps`` is consumed lazily, so the steps after the
+    one that settles are never read; no ``settle`` reads every step."""
+    read, best, previous = 0, None, None
+    for read, best in steps:  # noqa: B007 - the last step read is the result
+        if settle is not None and settle.stops(best, previous):
+            break
+        previous = best
+    return read, best

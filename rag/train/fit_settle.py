@@ -34,6 +34,7 @@ from rag.config import ReaderKind, get_settings
 from rag.evaluation.dataset import EvalItem, load_eval_sets
 from rag.evaluation.runner import Prediction, answer_metrics
 from rag.pipeline import Pipeline, load_components
+from rag.reader.by_need import until_settled
 from rag.reader.compose import build_reader
 from rag.reader.scoring import NEVER, WEIGHTS_FILE, Settle, load_weights, write_weights
 from rag.types import Answer, Citation, Span
@@ -57,12 +58,7 @@ class Stepped:
 
     def stop(self, settle: Settle) -> tuple[int, Answer | None]:
         """Where ``ask`` stops with ``settle``: the first settled step, else the last."""
-        previous = None
-        for read, best in self.steps:
-            if settle.stops(best, previous):
-                return read, best
-            previous = best
-        return self.steps[-1]
+        return until_settled(self.steps, settle)
 
 
 def _answer_to_json(best: Answer | None) -> dict[str, Any] | None:
