@@ -20,7 +20,7 @@ from rag.metrics import (
 )
 from rag.pipeline import Pipeline
 from rag.store.index import Index
-from rag.types import Passage
+from rag.types import Answer, Passage
 
 RECALL_KS = (1, 3, 5, 10)
 SWEEP = [round(i / 50, 2) for i in range(51)]
@@ -42,6 +42,34 @@ class Prediction:
     passages: list[tuple[str, int, int]] = field(default_factory=list)
     #: Passages the reader read before the answer was settled (reading by need).
     passages_read: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        item: EvalItem,
+        best: Answer | None,
+        *,
+        answered: bool,
+        citation_valid: bool,
+        timings_ms: dict[str, float] | None = None,
+        passages: list[tuple[str, int, int]] | None = None,
+        passages_read: int = 0,
+    ) -> Prediction:
+        """The prediction whose top candidate is ``best`` (shown when ``answered``)."""
+        c = best.citation if best else None
+        return cls(
+            item=item,
+            answer=best.text if best and answered else None,
+            best=best.text if best else None,
+            best_score=best.score if best else 0.0,
+            document_id=c.document_id if c else None,
+            start=c.start if c else None,
+            end=c.end if c else None,
+            citation_valid=citation_valid,
+            timings_ms=timings_ms or {},
+            passages=passages or [],
+            passages_read=passages_read,
+        )
 
     @property
     def em(self) -> float:
@@ -86,14 +114,10 @@ def predict(
         doc = pipeline.index.documents.get(best.citation.document_id)
         c = best.citation
         valid = doc is not None and doc.text[c.start : c.end] == best.text
-    return Prediction(
-        item=item,
-        answer=result.answer.text if result.answer else None,
-        best=best.text if best else None,
-        best_score=best.score if best else 0.0,
-        document_id=best.citation.document_id if best else None,
-        start=best.citation.start if best else None,
-        end=best.citation.end if best else None,
+    return Prediction.of(
+        item,
+        best,
+        answered=result.answer is not None,
         citation_valid=valid,
         timings_ms=result.timings_ms,
         passages=[(p.chunk.document_id, p.chunk.start, p.chunk.end) for p in result.passages],

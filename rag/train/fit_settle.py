@@ -102,25 +102,13 @@ def read_steps(
     return out
 
 
-def _prediction(item: EvalItem, best: Answer | None) -> Prediction:
-    c = best.citation if best else None
-    return Prediction(
-        item=item,
-        answer=None,
-        best=best.text if best else None,
-        best_score=best.score if best else 0.0,
-        document_id=c.document_id if c else None,
-        start=c.start if c else None,
-        end=c.end if c else None,
-        citation_valid=True,
-        timings_ms={},
-    )
-
-
 def outcome(questions: Sequence[Stepped], settle: Settle, threshold: float) -> dict[str, float]:
     """Dev scores and mean passages read when stopping by ``settle``."""
     stops = [q.stop(settle) for q in questions]
-    preds = [_prediction(q.item, best) for q, (_, best) in zip(questions, stops, strict=True)]
+    preds = [
+        Prediction.of(q.item, best, answered=False, citation_valid=True)
+        for q, (_, best) in zip(questions, stops, strict=True)
+    ]
     metrics = answer_metrics(preds, threshold)
     metrics["passages_read"] = sum(read for read, _ in stops) / max(len(stops), 1)
     return metrics
