@@ -12,8 +12,10 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 from rag.lexical import terms
 from rag.reader.question import Question
@@ -87,12 +89,16 @@ def collect(
     index: Index,
     *,
     include: list[tuple[str, int]] | None = None,
+    memo: dict[Hashable, object] | None = None,
 ) -> list[EvidenceSentence]:
     """Sentences overlapping the passages, each with its relevance features.
 
     ``include`` adds the sentences holding given (document id, offset) positions, ranked
-    with the passage of their document that ranked best.
+    with the passage of their document that ranked best. ``memo`` (one per question, see
+    :class:`rag.reader.base.ReadContext`) keeps each sentence's features: they depend on
+    the sentence and its best passage's rank only, and reading more passages keeps both.
     """
+    memo = {} if memo is None else memo
     seen: dict[tuple[str, int], EvidenceSentence] = {}
     for rank, passage in enumerate(passages):
         chunk = passage.chunk
@@ -125,9 +131,17 @@ def collect(
     sentences = list(seen.values())
     weights = {t: idf(index, t) for t in question.terms}
     total = sum(weights.values()) or 1.0
-    doc_terms = {d: set(terms(index.documents[d].text)) for d in {s.document_id for s in sentences}}
     for ev in sentences:
-        _features(ev, question, index, weights, total, doc_terms[ev.document_id])
+        done = ("evidence", ev.document_id, ev.index_in_document, ev.passage_rank)
+        if done not in memo:
+            terms_key = ("document terms", ev.document_id)
+            if terms_key not in memo:
+                memo[terms_key] = set(terms(index.documents[ev.document_id].text))
+            doc_terms = cast(set[str], memo[terms_key])
+            _features(ev, question, index, weights, total, doc_terms)
+            memo[done] = (ev.features, ev.relevance)
+        features, ev.relevance = cast(tuple[dict[str, float], float], memo[done])
+        ev.features = dict(features)
     sentences.sort(key=lambda s: -s.relevance)
     for rank, ev in enumerate(sentences):
         ev.rank = rank

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
+from typing import cast
 
 from rag.lexical import stem, words, words_set
 from rag.reader.base import Candidate, ReadContext
@@ -131,6 +133,7 @@ def gather_evidence(context: ReadContext) -> list[EvidenceSentence]:
         context.passages,
         context.index,
         include=include,
+        memo=context.memo,
     )
 
 
@@ -151,20 +154,42 @@ class HeuristicSource:
         return top + [e for e in evidence[self.top_sentences :] if e.metadata]
 
     def propose(self, context: ReadContext, evidence: list[EvidenceSentence]) -> list[Candidate]:
-        """Candidates (with features) from the selected sentences."""
-        question = context.question
-        clauses = question.wants_clause or question.primary_type is AnswerType.THING
+        """Candidates (with features) from the selected sentences.
+
+        A sentence's spans and their own features do not change as reading by need
+        reads more passages (only the sentence's relevance and rank do), so they are
+        kept in the context's memo and each step only adds the sentence's features.
+        """
         out: list[Candidate] = []
         cache: dict[object, object] = {}
         for sentence in self.select(evidence):
-            doc_id = sentence.document_id
-            text = context.index.documents[doc_id].text
-            entities = context.index.annotations[doc_id].entities
-            for span in candidates(text, sentence.span, entities, clauses=clauses):
-                source = f"heuristic:{span.source}"
-                cand = span_candidate_features(context, sentence, span, source, cache)
-                if cand is not None:
-                    out.append(cand)
+            key = ("heuristic", sentence.document_id, sentence.span.start, sentence.span.end)
+            if key not in context.memo:
+                context.memo[key] = self._own(context, sentence, cache)
+            shared = {**sentence.features, "relevance": sentence.relevance}
+            for cand in cast(list[Candidate], context.memo[key]):
+                out.append(replace(cand, features={**shared, **cand.features}))
+        return out
+
+    @staticmethod
+    def _own(
+        context: ReadContext, sentence: EvidenceSentence, cache: dict[object, object]
+    ) -> list[Candidate]:
+        """The sentence's candidates with only the features of the span itself."""
+        question = context.question
+        clauses = question.wants_clause or question.primary_type is AnswerType.THING
+        doc_id = sentence.document_id
+        text = context.index.documents[doc_id].text
+        entities = context.index.annotations[doc_id].entities
+        shared = {*sentence.features, "relevance"}
+        out = []
+        for span in candidates(text, sentence.span, entities, clauses=clauses):
+            cand = span_candidate_features(
+                context, sentence, span, f"heuristic:{span.source}", cache
+            )
+            if cand is not None:
+                cand.features = {k: v for k, v in cand.features.items() if k not in shared}
+                out.append(cand)
         return out
 
 

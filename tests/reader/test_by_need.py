@@ -12,6 +12,7 @@ from rag.config import Settings
 from rag.errors import ReaderWeightsError
 from rag.evaluation.dataset import EvalItem
 from rag.pipeline import Pipeline, load_components, make_reader
+from rag.reader.base import Candidate
 from rag.reader.by_need import read_schedule
 from rag.reader.compose import ScoredReader
 from rag.reader.scoring import NEVER, Settle, load_weights, write_weights
@@ -178,3 +179,30 @@ def test_reading_every_step_ends_where_reading_all_at_once_does(
         assert a is not None and b is not None
         assert (a.text, a.citation.start) == (b.text, b.citation.start)
         assert a.score == pytest.approx(b.score, abs=1e-3)
+
+
+def test_what_the_memo_keeps_gives_the_same_candidates_as_reading_afresh(
+    stepped: Pipeline,
+) -> None:
+    """Evidence features, the heuristic's spans and the model's windows are kept between
+    steps; at the full depth every candidate and every feature is what a fresh read of
+    the same passages gives."""
+    reader = stepped.components.reader
+    assert isinstance(reader, ScoredReader)
+    question = "What did Ofsted find about Rotherham's children's services?"
+    context, _ = stepped._context(question, stepped.settings.top_k, None, None)
+    depths = read_schedule(2, len(context.passages))
+    assert len(depths) > 2
+    for depth in depths[:-1]:
+        reader.candidates(replace(context, passages=context.passages[:depth]))
+    assert any(key[0] == "heuristic" for key in context.memo if isinstance(key, tuple))
+    stepped_out = reader.candidates(context)
+    fresh = reader.candidates(replace(context, memo={}))
+
+    def by_span(cands: Sequence[Candidate]) -> dict[tuple[str, int, int], dict[str, float]]:
+        return {(c.document_id, c.start, c.end): c.features for c in cands}
+
+    got, want = by_span(stepped_out), by_span(fresh)
+    assert got.keys() == want.keys()
+    for key, features in want.items():
+        assert got[key] == pytest.approx(features, abs=1e-4), key
