@@ -96,7 +96,7 @@ def markdown(results: dict[str, dict[str, Any]], builds: dict[str, dict[str, Any
                 lines.append(f"| {name} | {s['questions']} | {ranking} | {model} | {recall} |")
     lines += [
         "",
-        "| model | corpus | chunks | build s | embed ms / chunk | question embed p50 / p95 ms |",
+        "| model | set | chunks | build s | embed ms / chunk | question embed p50 / p95 ms |",
         "|---|---|---|---|---|---|",
     ]
     for model, per_set in results.items():
