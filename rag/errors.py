@@ -87,6 +87,13 @@ class ModelLoadError(RagError):
     code = "model_unavailable"
 
 
+class EmbedderUnavailableError(ModelLoadError):
+    """The configured packaged embedding model cannot run: its wheel is missing, or its
+    model file is not the pinned one."""
+
+    code = "embedder_unavailable"
+
+
 class RerankerUnavailableError(RagError):
     """The configured reranker cannot run: its package is missing, or its model file is
     not the pinned one."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from rag.annotate import Annotator
 from rag.config import ReaderKind, RetrievalMode, Settings
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import Embedder, build_embedder, embed_queries
 from rag.errors import CitationError, InvalidQuestionError
 from rag.filters import Filters
 from rag.reader.base import Candidate, ReadContext, Reader, ScoredCandidate
@@ -49,7 +49,7 @@ class Components:
     """Loaded models and index; built once (in the app's lifespan or a CLI command)."""
 
     index: Index
-    embedder: SentenceTransformerEmbedder
+    embedder: Embedder
     annotator: Annotator
     reader: Reader
     #: Reorders the retrieved passages before the reader reads them (RAG_RERANKER).
@@ -74,7 +74,7 @@ def load_components(
     index = Index.from_settings(settings)
     reranker = reranker or build_reranker(settings)
     reranker.warm_up()
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder = build_embedder(settings.embedding_model)
     annotator = Annotator(settings.spacy_model)
     reader = reader or make_reader(settings)
     embedder.warm_up()
@@ -220,7 +220,7 @@ class Pipeline:
         reranker = self.components.reranker
         t0 = time.perf_counter()
         analysed = analyse(text, self.components.annotator.nlp)
-        qvec = self.components.embedder.embed([text])[0]
+        qvec = embed_queries(self.components.embedder, [text])[0]
         t1 = time.perf_counter()
         depth = max(top_k, self.settings.read_passages, reranker.depth)
         passages = self.retriever.retrieve(text, depth, filters, mode, query_vector=qvec)

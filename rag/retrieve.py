@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.config import RetrievalMode, Settings
-from rag.embedding import Embedder
+from rag.embedding import Embedder, embed_queries
 from rag.filters import Filters
 from rag.lexical import terms
 from rag.store.index import Hit, Index
@@ -84,7 +84,7 @@ class Retriever:
         rankings: dict[str, list[Hit]] = {}
         if mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID):
             if query_vector is None:
-                query_vector = self.embedder.embed([question])[0]
+                query_vector = embed_queries(self.embedder, [question])[0]
             rankings["dense"] = self.index.dense_search(
                 query_vector, depth, allowed, filters=filters
             )

@@ -1,9 +1,15 @@
 """Peer baseline: the same questions through a Haystack retrieval pipeline.
 
-Same chunks, same embedding model (through Haystack's own sentence-transformers
-embedders), Haystack's BM25, and Haystack's reciprocal-rank-fusion joiner. Haystack's
-extractive reader needs a model from the hub, which this machine cannot download, so
-only retrieval is compared.
+Same chunks, same embedding model, Haystack's in-memory store and embedding retriever,
+Haystack's BM25, and Haystack's reciprocal-rank-fusion joiner. Haystack's extractive
+reader needs a model from the hub, which this machine cannot download, so only
+retrieval is compared.
+
+The vectors come from the embedder the index was built with (:func:`build_embedder`,
+questions through :func:`embed_queries`), not from Haystack's sentence-transformers
+embedders: a packaged ONNX model (``packaged:bge-small-en-v1.5``) is no
+sentence-transformers model, and one factory means the baseline's vectors are those of
+the model the index records. What is compared is Haystack's search and fusion.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from rag.embedding import resolve_model_path
+from rag.embedding import build_embedder, embed_queries
 from rag.evaluation.dataset import EvalItem
 from rag.evaluation.runner import RetrievalRun, score_rankings
 from rag.store.index import Index
@@ -30,40 +36,28 @@ def haystack_retrieval(
         InMemoryEmbeddingRetriever,
     )
     from haystack.document_stores.in_memory import InMemoryDocumentStore
-    from haystack.utils import ComponentDevice
-    from haystack_integrations.components.embedders.sentence_transformers import (
-        SentenceTransformersDocumentEmbedder,
-        SentenceTransformersTextEmbedder,
-    )
 
-    model = resolve_model_path(index.manifest.embedding_model)
-    device = ComponentDevice.from_str("cpu")
+    embedder = build_embedder(index.manifest.embedding_model)
+    embedder.warm_up()
     store = InMemoryDocumentStore()
+    vectors = embedder.embed([c.text for c in index.chunks])
     docs = [
         Document(
             id=c.id,
             content=c.text,
             meta={"document_id": c.document_id, "start": c.start, "end": c.end},
+            embedding=[float(x) for x in vector],
         )
-        for c in index.chunks
+        for c, vector in zip(index.chunks, vectors, strict=True)
     ]
-    doc_embedder = SentenceTransformersDocumentEmbedder(
-        model=model, device=device, progress_bar=False, normalize_embeddings=True
-    )
-    doc_embedder.warm_up()
-    store.write_documents(doc_embedder.run(documents=docs)["documents"])
+    store.write_documents(docs)
+    asked = [item.question for item in items if item.answerable]
+    query_vectors = dict(zip(asked, embed_queries(embedder, asked), strict=True))
 
     def pipeline(mode: str) -> Pipeline:
         p = Pipeline()
         if mode in ("dense", "hybrid"):
-            p.add_component(
-                "embedder",
-                SentenceTransformersTextEmbedder(
-                    model=model, device=device, progress_bar=False, normalize_embeddings=True
-                ),
-            )
             p.add_component("dense", InMemoryEmbeddingRetriever(document_store=store, top_k=k))
-            p.connect("embedder.embedding", "dense.query_embedding")
         if mode in ("lexical", "hybrid"):
             p.add_component("bm25", InMemoryBM25Retriever(document_store=store, top_k=k))
         if mode == "hybrid":
@@ -83,7 +77,9 @@ def haystack_retrieval(
                 continue
             inputs: dict[str, Any] = {}
             if mode in ("dense", "hybrid"):
-                inputs["embedder"] = {"text": item.question}
+                inputs["dense"] = {
+                    "query_embedding": [float(x) for x in query_vectors[item.question]]
+                }
             if mode in ("lexical", "hybrid"):
                 inputs["bm25"] = {"query": item.question}
             found = p.run(inputs)[output]["documents"][:k]

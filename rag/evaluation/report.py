@@ -123,8 +123,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         _table(RETRIEVAL_HEADERS, retrieval_rows(report, "by_document")),
         "",
-        "The Haystack baseline uses Haystack's own sentence-transformers embedders with the "
-        "same model, its BM25 and its reciprocal-rank-fusion joiner over the same chunks. "
+        "The Haystack baseline uses Haystack's embedding retriever over the same model's "
+        "vectors, its BM25 and its reciprocal-rank-fusion joiner over the same chunks. "
         "Its extractive reader needs a hub model, which cannot be downloaded here, so only "
         "retrieval is compared.",
         "",

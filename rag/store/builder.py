@@ -42,7 +42,7 @@ from tqdm import tqdm
 from rag.annotate import Annotator
 from rag.chunking import Chunker, ChunkerSettings, text_hash
 from rag.config import Settings
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import Embedder, build_embedder
 from rag.errors import DocumentLoadError, RagError, VectorStoreError
 from rag.ingest import discover, document_id, load_document
 from rag.lexical import terms
@@ -201,7 +201,7 @@ class IndexBuilder:
     def __init__(
         self,
         *,
-        embedder: SentenceTransformerEmbedder,
+        embedder: Embedder,
         annotator: Annotator,
         chunker_settings: ChunkerSettings,
         max_file_bytes: int,
@@ -234,7 +234,7 @@ class IndexBuilder:
     def from_settings(cls, settings: Settings, *, engine: RayEngine | None = None) -> IndexBuilder:
         return cls(
             engine=engine,
-            embedder=SentenceTransformerEmbedder(settings.embedding_model),
+            embedder=build_embedder(settings.embedding_model),
             annotator=Annotator(settings.spacy_model),
             chunker_settings=ChunkerSettings(settings.chunk_tokens, settings.chunk_overlap),
             max_file_bytes=settings.max_file_bytes,
@@ -424,7 +424,7 @@ class IndexBuilder:
         )
         # The local engine runs spaCy in a thread beside chunking and embedding (chunks do
         # not depend on annotations): spaCy takes one core and the embedder the rest until
-        # spaCy is done (``SentenceTransformerEmbedder.embed(sharing=...)``).
+        # spaCy is done (``Embedder.embed(sharing=...)``).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-annotate") as annotating:
             chunker = Chunker(self.chunker_settings, self.embedder.count_tokens)
             chunks: list[Chunk] = []

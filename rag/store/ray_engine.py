@@ -43,7 +43,7 @@ import numpy as np
 
 from rag.annotate import Annotator
 from rag.chunking import Chunker, ChunkerSettings
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import build_embedder
 from rag.errors import DocumentLoadError, IndexingEngineError
 from rag.store.shards import ShardSet, write_records, write_vectors
 from rag.types import Document
@@ -144,7 +144,7 @@ class PrepareActor:
     ) -> None:
         self.shard_dir = Path(shard_dir)
         self.annotator = Annotator(spacy_model)
-        self.embedder = SentenceTransformerEmbedder(embedding_model)
+        self.embedder = build_embedder(embedding_model)
         self.annotator.warm_up()
         self.embedder.warm_up()
         self.chunker = Chunker(ChunkerSettings(**chunker), self.embedder.count_tokens)
@@ -168,7 +168,7 @@ class EmbedActor:
 
     def __init__(self, embedding_model: str, shard_dir: str) -> None:
         self.shard_dir = Path(shard_dir)
-        self.embedder = SentenceTransformerEmbedder(embedding_model)
+        self.embedder = build_embedder(embedding_model)
         self.embedder.warm_up()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
