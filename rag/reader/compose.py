@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rag.config import ReaderKind, Settings
+from rag.config import DEFAULT_EMBEDDING_MODEL, ReaderKind, Settings
 from rag.errors import ReaderWeightsError
 from rag.reader.base import Candidate, ReadContext, ScoredCandidate
 from rag.reader.evidence import EvidenceSentence
@@ -68,6 +68,8 @@ class ScoredReader:
     read_first: int = 0
     #: The reranker whose order is read (``RAG_RERANKER``): the weights are fitted for it.
     reranker: str = "none"
+    #: The embedding model whose retrieval order is read: the weights are fitted for it.
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
     _weights: ScorerWeights | None = field(default=None, repr=False)
 
     def target(self) -> FitTarget:
@@ -78,6 +80,7 @@ class ScoredReader:
             runtime=self.model.runtime if self.model else None,
             read_passages=self.read_passages,
             reranker=self.reranker,
+            embedding_model=self.embedding_model,
         )
 
     def warm_up(self) -> None:
@@ -164,6 +167,7 @@ def build_reader(
             weights_path,
             settings.read_first,
             settings.reranker,
+            settings.embedding_model,
         )
     if model is None:
         qa = qa_model_for(
@@ -183,6 +187,7 @@ def build_reader(
         weights_path,
         settings.read_first,
         settings.reranker,
+        settings.embedding_model,
     )
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from rag.config import DEFAULT_EMBEDDING_MODEL
 from rag.errors import ReaderWeightsError
 from rag.reader.base import Candidate, ScoredCandidate
 
@@ -205,11 +206,17 @@ class FitTarget:
     #: The passage order read (``RAG_RERANKER``): the ``passage_rank`` feature and the
     #: reading-by-need rules are fitted on one order.
     reranker: str = "none"
+    #: The embedding model of the retrieval whose order was read (``RAG_EMBEDDING_MODEL``).
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
 
     def section(self) -> str:
-        """The weights file's section: one per reader, runtime and reranker."""
+        """The weights file's section: one per reader, runtime, reranker and embedder."""
         name = self.reader if self.runtime is None else f"{self.reader}/{self.runtime}"
-        return name if self.reranker == "none" else f"{name}+{self.reranker}"
+        if self.reranker != "none":
+            name = f"{name}+{self.reranker}"
+        if self.embedding_model != DEFAULT_EMBEDDING_MODEL:
+            name = f"{name}@{self.embedding_model}"
+        return name
 
 
 #: A bound above every calibrated score: that rule never stops the reading.
@@ -303,6 +310,7 @@ class ScorerWeights:
             "runtime": self.target.runtime,
             "read_passages": self.target.read_passages,
             "reranker": self.target.reranker,
+            "embedding_model": self.target.embedding_model,
             "ranker_features": list(self.ranker.weights),
             "calibration_features": list(self.calibration.weights),
             "code_commit": self.code_commit,
@@ -323,6 +331,7 @@ class ScorerWeights:
             runtime=data.get("runtime"),
             read_passages=int(data["read_passages"]),
             reranker=str(data.get("reranker", "none")),
+            embedding_model=str(data.get("embedding_model", DEFAULT_EMBEDDING_MODEL)),
         )
         return cls(
             target=target,
@@ -344,6 +353,7 @@ def check_weights(weights: ScorerWeights, expected: FitTarget, source: str) -> N
         ("runtime", got.runtime, expected.runtime),
         ("read depth (RAG_READ_PASSAGES)", got.read_passages, expected.read_passages),
         ("reranker (RAG_RERANKER)", got.reranker, expected.reranker),
+        ("embedding model (RAG_EMBEDDING_MODEL)", got.embedding_model, expected.embedding_model),
     ):
         if theirs != ours:
             raise ReaderWeightsError(

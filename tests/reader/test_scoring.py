@@ -6,6 +6,7 @@ Pure logic on hand-made candidates: no model, no index.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,7 @@ def test_weights_round_trip_and_record_what_they_were_fitted_for(tmp_path: Path)
         ({"runtime": "torch"}, "runtime"),
         ({"read_passages": 5}, "read depth"),
         ({"reranker": "cross-encoder"}, "reranker"),
+        ({"embedding_model": "packaged:bge-small-en-v1.5"}, "embedding model"),
     ],
 )
 def test_weights_fitted_for_something_else_are_refused(
@@ -134,6 +136,20 @@ def test_weights_for_a_reranked_order_live_in_a_section_of_their_own(tmp_path: P
     write_weights(weights(), path)
     with pytest.raises(ReaderWeightsError, match="transformers/int8\\+cross-encoder"):
         load_weights(reranked, path)
+
+
+def test_weights_for_another_embedder_live_in_a_section_of_their_own(tmp_path: Path) -> None:
+    """Another embedding model retrieves in another order: weights fitted on the default
+    model's order are refused under it, and its own weights live beside them."""
+    bge = FitTarget("transformers", "ab" * 32, "int8", 8, embedding_model="packaged:bge-x")
+    assert bge.section() == "transformers/int8@packaged:bge-x"
+    path = tmp_path / "weights.json"
+    write_weights(weights(), path)
+    with pytest.raises(ReaderWeightsError, match="@packaged:bge-x"):
+        load_weights(bge, path)
+    write_weights(replace(weights(), target=bge), path)
+    assert load_weights(bge, path).target == bge
+    assert load_weights(TARGET, path).target == TARGET
 
 
 def test_weights_naming_unknown_or_lacking_features_are_refused(tmp_path: Path) -> None:
