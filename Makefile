@@ -9,7 +9,7 @@ RAG := $(VENV)/bin/rag
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench bench-large bench-rerank bench-embedders train-reader compare-bases fit-reader fit-settle browser-deps lb-deps clean
+.PHONY: help setup index run serve test test-fast lint fmt typecheck eval eval-squad bench bench-large bench-rerank bench-embedders train-reader compare-bases fit-reader fit-settle ablate browser-deps lb-deps clean
 
 help:
 	@echo "make run    set up, build the index from corpus/, serve on http://127.0.0.1:8000"
@@ -140,6 +140,10 @@ fit-reader: index
 	$(PY) -m rag.train.fit_scorer --reader transformers
 	$(PY) -m rag.train.fit_scorer --reader heuristic --external 0
 	$(MAKE) fit-settle
+
+# What each hand-made scorer feature and cap still earns: cross-validated on dev.
+ablate: index
+	$(PY) -m rag.train.ablate --reader fused
 
 # When reading by need may stop (after the scorer it is fitted with: a refit drops it).
 fit-settle: index

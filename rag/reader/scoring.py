@@ -407,13 +407,19 @@ def write_weights(weights: ScorerWeights, path: Path = WEIGHTS_FILE) -> None:
     path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n", encoding="utf-8")
 
 
-def capped(score: float, features: Mapping[str, float]) -> float:
-    """The calibrated score with the grounding and shape caps applied."""
-    if features.get("missing_entities_doc", 0.0) or features.get("missing_numbers_doc", 0.0):
+#: The caps :func:`capped` applies; ``rag.train.ablate`` measures each one's worth.
+CAPS = frozenset({"ungrounded", "wrong_shape"})
+
+
+def capped(score: float, features: Mapping[str, float], caps: frozenset[str] = CAPS) -> float:
+    """The calibrated score with the grounding and shape caps (those in ``caps``) applied."""
+    if "ungrounded" in caps and (
+        features.get("missing_entities_doc", 0.0) or features.get("missing_numbers_doc", 0.0)
+    ):
         # A name (a place, a body, a person) or a number (a year) the question states
         # that the answer's document never mentions: the answer is about something else.
         return min(score, UNGROUNDED_CAP)
-    if features.get("wrong_shape", 0.0):
+    if "wrong_shape" in caps and features.get("wrong_shape", 0.0):
         # "How many ...?" answered without a number, "what date ...?" without a date.
         return min(score, WRONG_SHAPE_CAP)
     return score
@@ -425,7 +431,9 @@ def rank(candidates: Sequence[Candidate], ranker: LogisticModel) -> list[tuple[C
     return sorted(scored, key=lambda cl: -cl[1])
 
 
-def score(candidates: Sequence[Candidate], weights: ScorerWeights) -> list[ScoredCandidate]:
+def score(
+    candidates: Sequence[Candidate], weights: ScorerWeights, caps: frozenset[str] = CAPS
+) -> list[ScoredCandidate]:
     """New, frozen, scored candidates in final order: by capped calibrated score.
 
     The inputs are not changed. ``margin`` is a candidate's ranker logit over the best
@@ -437,7 +445,7 @@ def score(candidates: Sequence[Candidate], weights: ScorerWeights) -> list[Score
         other = ranked[1][1] if i == 0 and len(ranked) > 1 else ranked[0][1]
         margin = logit - other if len(ranked) > 1 else 5.0
         features = {**cand.features, "logit": logit, "margin": margin}
-        value = capped(weights.calibration(features), features)
+        value = capped(weights.calibration(features), features, caps)
         out.append(
             ScoredCandidate(
                 document_id=cand.document_id,

@@ -43,7 +43,7 @@ from rag.filters import Filters
 from rag.metrics import f1_score
 from rag.pipeline import Components, Pipeline, load_components, make_reader
 from rag.reader.base import Candidate
-from rag.reader.compose import neutral_weights
+from rag.reader.compose import ScoredReader, neutral_weights
 from rag.reader.scoring import (
     CALIBRATION_FEATURES,
     RANKER_FEATURES,
@@ -161,12 +161,16 @@ def fit_models(
     dev: Sequence[Example],
     external: Sequence[Example] = (),
     dev_weight: float = 1.0,
+    drop: frozenset[str] = frozenset(),
 ) -> tuple[LogisticModel, LogisticModel]:
-    """Ranker and calibration on dev + external questions (dev weighted)."""
+    """Ranker and calibration on dev + external questions (dev weighted); ``drop`` leaves
+    features out (``rag.train.ablate`` measures what each one earns)."""
     examples = [*dev, *external]
     weights = [dev_weight] * len(dev) + [1.0] * len(external)
-    ranker = fit_ranker(examples, RANKER_FEATURES[reader], weights)
-    calibration = fit_calibration(examples, ranker, CALIBRATION_FEATURES[reader], weights)
+    ranker_names = [n for n in RANKER_FEATURES[reader] if n not in drop]
+    ranker = fit_ranker(examples, ranker_names, weights)
+    calibration_names = [n for n in CALIBRATION_FEATURES[reader] if n not in drop]
+    calibration = fit_calibration(examples, ranker, calibration_names, weights)
     return ranker, calibration
 
 
@@ -219,6 +223,40 @@ def external_pipeline(settings: Settings, components: Components, corpus: Path) 
     return Pipeline(ext, replace(components, index=index))
 
 
+@dataclass(slots=True)
+class Fitting:
+    """What a fit reads: the reader (with neutral weights), its loaded components, the
+    dev questions and the candidates collected for them and for the external ones."""
+
+    reader: ScoredReader
+    components: Components
+    items: list[EvalItem]
+    dev: list[Example]
+    external: list[Example]
+
+
+def collect_examples(
+    settings: Settings, kind: ReaderKind, sets: Sequence[Path], external_per_source: int
+) -> Fitting:
+    """Every dev question's candidates through the served path, and ``external_per_source``
+    held-out training questions per source (4x SQuAD 2.0's) when the reader has a model."""
+    reader = make_reader(settings, kind)
+    reader.use_weights(neutral_weights(reader.target()))
+    components = load_components(settings, reader=reader)
+    pipeline = Pipeline(settings, components)
+    items = load_eval_sets(list(sets))
+    dev = collect(pipeline, items, "dev")
+    external: list[Example] = []
+    if external_per_source and reader.model is not None:
+        manifest_path = Path(settings.reader_model) / "manifest.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        corpus = EXTERNAL_DIR / "corpus"
+        ext_items = external_items(manifest, external_per_source, corpus)
+        ext_pipeline = external_pipeline(settings, components, corpus)
+        external = collect(ext_pipeline, ext_items, "external")
+    return Fitting(reader, components, items, dev, external)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="sets", action="append", type=Path, default=None)
@@ -238,20 +276,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("fit on the dev split only; the test split is for reporting")
     settings = get_settings()
     kind = ReaderKind(args.reader) if args.reader else settings.reader
-    reader = make_reader(settings, kind)
-    target = reader.target()
-    reader.use_weights(neutral_weights(target))
-    components = load_components(settings, reader=reader)
-    pipeline = Pipeline(settings, components)
-    items = load_eval_sets(sets)
-    dev = collect(pipeline, items, "dev")
-    external: list[Example] = []
-    if args.external and reader.model is not None:
-        manifest_path = Path(settings.reader_model) / "manifest.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        ext_items = external_items(manifest, args.external, EXTERNAL_DIR / "corpus")
-        ext_pipeline = external_pipeline(settings, components, EXTERNAL_DIR / "corpus")
-        external = collect(ext_pipeline, ext_items, "external")
+    fitting = collect_examples(settings, kind, sets, args.external)
+    reader, components, items = fitting.reader, fitting.components, fitting.items
+    dev, external, target = fitting.dev, fitting.external, fitting.reader.target()
     ranker, calibration = fit_models(kind.value, dev, external, args.dev_weight)
     weights = ScorerWeights(target, ranker, calibration, threshold=0.5)
     reader.use_weights(weights)
