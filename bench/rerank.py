@@ -24,8 +24,14 @@ Sets:
   must already be built (``make bench-large``). Relevant: a passage of the question's own
   paragraph, as that benchmark counts.
 
+With ``--reader-model`` a third ranking, ``read``: the same first ``depth`` fused passages
+reordered by that QA model's margin on each passage read alone (best span over the
+no-answer score, :func:`rag.reader.model_source.passage_margins`), with its time. It
+says whether the reader itself ranks as well as the cross-encoder it was grown from.
+
     .venv/bin/python bench/rerank.py [--limit N] [--depth 20] [--threads 0] [--large]
-        [--large-questions 500] [--out reports/bench/rerank.json]
+        [--large-questions 500] [--reader-model models/reader-v3]
+        [--out reports/bench/rerank.json]
 
 Prints Markdown tables and writes the JSON (summary and every question) to ``--out``.
 """
@@ -54,8 +60,10 @@ from rag.metrics import percentile, recall_at_k  # noqa: E402
 RECALL_KS = (1, 3, 5, 10)
 K = max(RECALL_KS)
 RANKINGS = ("fused", "reranked")
+#: With ``--reader-model``: the fused passages reordered by the reader's own margin.
+READ = "read"
 #: Stages timed per question, in order.
-STAGES = ("embed", "retrieve", "rerank")
+STAGES = ("embed", "retrieve", "rerank", READ)
 DEFAULT_SQUAD = Path("../shared/benchmarks/squad2-dev-subset")
 #: bench/open_retrieval_large.py's default warm-up count: its sample draws these too.
 LARGE_WARMUP = 5
@@ -71,7 +79,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     whether each ranked passage is relevant, best first.
     """
     out: dict[str, Any] = {"questions": len(rows)}
-    for ranking in RANKINGS:
+    for ranking in rankings_of(rows):
         out[ranking] = {
             f"recall@{k}": round(_mean([recall_at_k(r[ranking], k) for r in rows]), 4)
             for k in RECALL_KS
@@ -87,6 +95,11 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def rankings_of(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The rankings the rows hold: fused and reranked, and read when it was measured."""
+    return [*RANKINGS, READ] if rows and READ in rows[0] else list(RANKINGS)
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -98,17 +111,19 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, s in summaries.items():
-        for ranking in RANKINGS:
+        for ranking in [r for r in (*RANKINGS, READ) if r in s]:
             recall = " | ".join(f"{s[ranking][f'recall@{k}']:.3f}" for k in RECALL_KS)
             lines.append(f"| {name} | {s['questions']} | {ranking} | {recall} |")
+    read = any(READ in s for s in summaries.values())
+    stages = [stage for stage in STAGES if stage != READ or read]
     lines += [
         "",
-        "| set | " + " | ".join(f"{stage} p50 / p95 ms" for stage in STAGES) + " |",
-        "|---|" + "---|" * len(STAGES),
+        "| set | " + " | ".join(f"{stage} p50 / p95 ms" for stage in stages) + " |",
+        "|---|" + "---|" * len(stages),
     ]
     for name, s in summaries.items():
         cells: list[str] = []
-        for stage in STAGES:
+        for stage in stages:
             v = s["latency_ms"].get(stage)
             cells.append(f"{v['p50']} / {v['p95']}" if v else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -221,10 +236,24 @@ def large_set(settings: Any, args: argparse.Namespace) -> tuple[BenchSet, Any]:
 # -- the run ------------------------------------------------------------------------------
 
 
+def by_margin(passages: Sequence[Any], margins: Sequence[float]) -> list[Any]:
+    """The passages by the reader's margin, highest first (ties keep their order)."""
+    order = sorted(range(len(margins)), key=lambda i: (-margins[i], i))
+    return [passages[i] for i in order] + list(passages[len(margins) :])
+
+
 def run_set(
-    bench: BenchSet, index: Any, embedder: Any, reranker: Any, settings: Any, limit: int
+    bench: BenchSet,
+    index: Any,
+    embedder: Any,
+    reranker: Any,
+    settings: Any,
+    limit: int,
+    reader: Any = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Rank every question both ways, timed; the set's summary and its rows."""
+    """Rank every question both ways (three with a ``reader``: a QA model whose
+    per-passage margin reorders the same first passages the reranker reorders), timed;
+    the set's summary and its rows."""
     from rag.pipeline import validate_question
     from rag.retrieve import RetrievalSettings, Retriever
 
@@ -246,20 +275,26 @@ def run_set(
             return [(p.chunk.document_id, p.chunk.start, p.chunk.end) for p in passages[:K]]
 
         fused_ids, reranked_ids = ids(fused), ids(reranked)
-        rows.append(
-            {
-                "id": q.id,
-                "question": q.text,
-                "note": q.note,
-                "fused": q.relevant(fused_ids),
-                "reranked": q.relevant(reranked_ids),
-                "timings_ms": {
-                    "embed": round((t1 - t0) * 1000, 2),
-                    "retrieve": round((t2 - t1) * 1000, 2),
-                    "rerank": round((t3 - t2) * 1000, 2),
-                },
-            }
-        )
+        row: dict[str, Any] = {
+            "id": q.id,
+            "question": q.text,
+            "note": q.note,
+            "fused": q.relevant(fused_ids),
+            "reranked": q.relevant(reranked_ids),
+            "timings_ms": {
+                "embed": round((t1 - t0) * 1000, 2),
+                "retrieve": round((t2 - t1) * 1000, 2),
+                "rerank": round((t3 - t2) * 1000, 2),
+            },
+        }
+        if reader is not None:
+            from rag.reader.model_source import passage_margins
+
+            t4 = time.perf_counter()
+            margins = passage_margins(reader, text, fused[: reranker.depth], index)
+            row[READ] = q.relevant(ids(by_margin(fused, margins)))
+            row["timings_ms"][READ] = round((time.perf_counter() - t4) * 1000, 2)
+        rows.append(row)
         if n % 25 == 0 or n == len(questions):
             print(f"  {bench.name}: {n}/{len(questions)}", file=sys.stderr, flush=True)
     summary = summarise(rows)
@@ -282,6 +317,12 @@ def main() -> None:
     parser.add_argument("--large-questions", type=int, default=500)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reader-model",
+        type=Path,
+        default=None,
+        help="also rank by this QA model's per-passage margin (e.g. models/reader-v3)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "rerank.json")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -322,6 +363,12 @@ def main() -> None:
     # One unmeasured question first: the first calls allocate.
     reranker.score("Who wrote the letter?", ["The letter was written by the Home Secretary."])
     embedder.embed(["Who wrote the letter?"])
+    reader = None
+    if args.reader_model is not None:
+        from rag.reader.model_source import qa_model_for
+
+        reader = qa_model_for(str(args.reader_model), runtime=settings.reader_runtime)
+        reader.warm_up()
 
     summaries: dict[str, dict[str, Any]] = {}
     per_question: dict[str, list[dict[str, Any]]] = {}
@@ -329,7 +376,7 @@ def main() -> None:
         bench, index = load()
         print(f"{bench.name}: {len(bench.questions)} questions ...", file=sys.stderr, flush=True)
         summaries[bench.name], per_question[bench.name] = run_set(
-            bench, index, embedder, reranker, settings, args.limit
+            bench, index, embedder, reranker, settings, args.limit, reader
         )
 
     report = {
@@ -345,6 +392,7 @@ def main() -> None:
             "threads": reranker.threads,
             "batch_size": reranker.batch_size,
         },
+        "reader_model": str(args.reader_model) if args.reader_model else None,
         "retrieval": {
             "mode": settings.retrieval_mode.value,
             "rrf_k": settings.rrf_k,

@@ -5,7 +5,7 @@ No model is loaded and nothing is timed.
 
 from __future__ import annotations
 
-from bench.rerank import RANKINGS, markdown, summarise
+from bench.rerank import RANKINGS, READ, by_margin, markdown, summarise
 
 
 def _row(fused: list[bool], reranked: list[bool], rerank_ms: float) -> dict[str, object]:
@@ -57,3 +57,17 @@ def test_an_empty_set_is_nan_not_an_error() -> None:
     s = summarise([])
     assert s["questions"] == 0 and s["latency_ms"] == {}
     assert all(v != v for v in s["fused"].values())  # NaN
+
+
+def test_the_reader_ranking_is_summarised_and_tabled_when_measured() -> None:
+    row = {**_row([False, True], [True, False], 80.0), READ: [True, False]}
+    row["timings_ms"] = {**row["timings_ms"], READ: 120.0}  # type: ignore[dict-item]
+    s = summarise([row])
+    assert s[READ]["recall@1"] == 1.0 and s["fused"]["recall@1"] == 0.0
+    assert s["latency_ms"][READ] == {"p50": 120.0, "p95": 120.0}
+    assert "| letters | 1 | read | 1.000 | 1.000 | 1.000 | 1.000 |" in markdown({"letters": s})
+    assert READ not in summarise([_row([True], [True], 1.0)])
+
+
+def test_by_margin_reorders_the_scored_passages_and_keeps_the_rest() -> None:
+    assert by_margin(["a", "b", "c", "d"], [0.5, 2.0, 0.5]) == ["b", "a", "c", "d"]

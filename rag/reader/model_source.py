@@ -35,7 +35,7 @@ from rag.reader.scoring import QA_UNSEEN
 from rag.reader.spans import SpanCandidate, entity_types
 from rag.reader.spans import candidates as spans_in_sentence
 from rag.store.index import Index
-from rag.types import Entity, Span
+from rag.types import Entity, Passage, Span
 
 #: Spans the QA model proposes per question.
 QA_TOP_N = 20
@@ -136,6 +136,22 @@ def _windows(qa: QAModel, question: str, parts: list[Snippet], index: Index) -> 
             )
         )
     return out
+
+
+def passage_margins(
+    qa: QAModel, question: str, passages: Sequence[Passage], index: Index
+) -> list[float]:
+    """Each passage's best span score over its no-answer score, read alone.
+
+    How sure the reader is that the passage answers the question: a relevance it gives
+    for free when it reads a passage (``bench/rerank.py --reader-model`` ranks by it).
+    """
+    parts = [Snippet(p.chunk.document_id, p.chunk.start, p.chunk.end) for p in passages]
+    margins = [-math.inf] * len(parts)
+    for w in _windows(qa, question, parts, index):
+        best = max((score for _, _, score in w.best), default=-math.inf)
+        margins[w.part] = max(margins[w.part], best - w.scores.null)
+    return margins
 
 
 def _score_span(
