@@ -254,6 +254,7 @@ def run_set(
     """Rank every question both ways (three with a ``reader``: a QA model whose
     per-passage margin reorders the same first passages the reranker reorders), timed;
     the set's summary and its rows."""
+    from rag.embedding import embed_queries
     from rag.pipeline import validate_question
     from rag.retrieve import RetrievalSettings, Retriever
 
@@ -264,7 +265,7 @@ def run_set(
     for n, q in enumerate(questions, start=1):
         text = validate_question(q.text, settings.max_question_chars)
         t0 = time.perf_counter()
-        qvec = embedder.embed([text])[0]
+        qvec = embed_queries(embedder, [text])[0]
         t1 = time.perf_counter()
         fused = retriever.retrieve(text, depth, query_vector=qvec)
         t2 = time.perf_counter()
@@ -340,7 +341,7 @@ def main() -> None:
     logging.getLogger("bm25s").setLevel(logging.WARNING)
 
     from rag.config import get_settings
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.embedding import build_embedder
     from rag.rerank import CrossEncoderReranker
 
     settings = get_settings()
@@ -350,7 +351,7 @@ def main() -> None:
         threads=args.threads or settings.rerank_threads,
     )
     reranker.warm_up()
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder = build_embedder(settings.embedding_model)
     embedder.warm_up()
 
     squad = args.squad if args.squad.is_absolute() else ROOT / args.squad

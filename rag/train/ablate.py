@@ -115,7 +115,7 @@ def _abstain_below(pred: Prediction, threshold: float) -> Prediction:
     """The prediction as answered at ``threshold``: its best kept only at or above it."""
     if pred.best is not None and pred.best_score >= threshold:
         return pred
-    return Prediction(pred.item, None, None, 0.0, None, None, None, True, {})
+    return Prediction.of(pred.item, None, answered=False, citation_valid=True)
 
 
 @dataclass(slots=True)
